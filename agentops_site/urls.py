@@ -1,0 +1,33 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpResponse
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView
+
+from traces import ingest_views
+
+
+@login_not_required
+def healthz(request):
+    return HttpResponse("ok", content_type="text/plain")
+
+
+urlpatterns = [
+    # OTLP/HTTP. The documented path is /v1/...; clients built for other servers post
+    # to a prefix such as /api/public/otel/v1/traces, matched by the same views.
+    re_path(r"^(?:.+/)?v1/traces/?$", ingest_views.otlp_traces, name="otlp-traces"),
+    re_path(r"^(?:.+/)?v1/logs/?$", ingest_views.otlp_logs, name="otlp-logs"),
+    re_path(r"^(?:.+/)?v1/metrics/?$", ingest_views.otlp_metrics, name="otlp-metrics"),
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(template_name="registration/login.html"),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/", include("traces.api.urls")),
+    path("", include("traces.urls")),
+]

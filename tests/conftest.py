@@ -1,0 +1,50 @@
+import pytest
+from django.test import Client
+
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory
+from traces.models import Membership
+from traces.services import ingest_key_create
+
+
+@pytest.fixture
+def project(db):
+    return ProjectFactory(slug="acme-support", name="Acme Support")
+
+
+@pytest.fixture
+def other_project(db):
+    return ProjectFactory(slug="other-team", name="Other Team")
+
+
+@pytest.fixture
+def user(project):
+    user = UserFactory(username="ada")
+    MembershipFactory(project=project, user=user, role=Membership.Role.ADMIN)
+    return user
+
+
+@pytest.fixture
+def outsider(other_project):
+    """A member of another project only: must never see `project`'s data."""
+    user = UserFactory(username="mallory")
+    MembershipFactory(project=other_project, user=user, role=Membership.Role.ADMIN)
+    return user
+
+
+@pytest.fixture
+def ingest_secret(project):
+    return ingest_key_create(project=project).secret
+
+
+@pytest.fixture
+def client_logged_in(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def outsider_client(outsider):
+    client = Client()
+    client.force_login(outsider)
+    return client

@@ -1,0 +1,131 @@
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from traces.models import IngestKey, Membership, ModelPriceOverride, Project, Span, Trace
+from traces.pricing import price_lookup
+from traces.services import ingest_key_create, ingest_key_revoke
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+
+
+class IngestKeyInline(admin.TabularInline):
+    model = IngestKey
+    extra = 0
+    fields = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False  # keys are created from the Ingest keys page, which shows the secret once
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline, IngestKeyInline]
+
+
+@admin.register(IngestKey)
+class IngestKeyAdmin(admin.ModelAdmin):
+    list_display = ["prefix_display", "name", "project", "created_at", "last_used_at", "state"]
+    list_filter = ["project", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "project__slug"]
+    actions = ["revoke"]
+    readonly_fields = ["prefix", "created_at", "created_by", "last_used_at", "revoked_at"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["project", "name"]
+        return ["project", "name", *self.readonly_fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["project", *self.readonly_fields]
+
+    @admin.display(description="Key")
+    def prefix_display(self, obj):
+        return f"{obj.prefix}…"
+
+    @admin.display(description="State")
+    def state(self, obj):
+        return "revoked" if obj.revoked_at else "active"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        new = ingest_key_create(project=obj.project, name=obj.name, created_by=request.user)
+        obj.pk = new.key.pk
+        obj.prefix = new.key.prefix
+        self.message_user(
+            request,
+            format_html(
+                "New ingest key for {}: <code>{}</code> — copy it now, it is not shown again. "
+                "Exporters send it as <code>Authorization: Bearer &lt;key&gt;</code>.",
+                obj.project,
+                new.secret,
+            ),
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request, queryset):
+        for key in queryset.filter(revoked_at__isnull=True):
+            ingest_key_revoke(key=key)
+        self.message_user(request, "Revoked. Exporters using these keys now get 401.")
+
+
+@admin.register(ModelPriceOverride)
+class ModelPriceOverrideAdmin(admin.ModelAdmin):
+    list_display = [
+        "model",
+        "provider",
+        "effective_from",
+        "input_per_mtok",
+        "output_per_mtok",
+        "cached_input_per_mtok",
+        "packaged_price",
+    ]
+    search_fields = ["model", "provider", "note"]
+    list_filter = ["provider"]
+
+    @admin.display(description="Packaged price data")
+    def packaged_price(self, obj):
+        return price_lookup(provider=obj.provider, model=obj.model) or "not in price data"
+
+
+@admin.register(Trace)
+class TraceAdmin(admin.ModelAdmin):
+    list_display = ["trace_id", "name", "agent", "project", "started_at", "status", "cost_usd"]
+    list_filter = ["project", "status"]
+    search_fields = ["trace_id", "name", "agent"]
+    date_hierarchy = "started_at"
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Span)
+class SpanAdmin(admin.ModelAdmin):
+    list_display = ["span_id", "name", "step", "model", "trace_id", "started_at", "cost_source"]
+    list_filter = ["project", "step", "cost_source"]
+    search_fields = ["trace_id", "span_id", "name", "model", "tool_name"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,91 @@
+"""How figures read on the pages: money, durations, token counts.
+
+Plain functions so the waterfall payload (built in Python, drawn in JS) and the
+templates (through `traces.templatetags.console`) format numbers the same way.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+# Below this a cost is shown as "<$0.000001": more digits stop meaning anything.
+TINY_USD = Decimal("0.000001")
+
+
+def usd(value: Decimal | float | int | None) -> str:
+    """A cost with sensible precision: $12.34, $0.0123, $0.000735; "—" when unknown.
+
+    Amounts under a cent keep three significant digits, because a trace of cheap
+    calls costs fractions of a cent and "$0.00" would hide it.
+    """
+    if value is None:
+        return "—"
+    d = value if isinstance(value, Decimal) else Decimal(str(value))
+    if d == 0:
+        return "$0"
+    sign = "-" if d < 0 else ""
+    d = abs(d)
+    if d >= 1:
+        text = f"{d.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
+    elif d >= Decimal("0.01"):
+        text = str(d.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+        while text.endswith("0") and len(text.split(".")[1]) > 2:
+            text = text[:-1]
+    elif d < TINY_USD:
+        return f"{sign}<$0.000001"
+    else:
+        # three significant digits: 0.000735 → exponent -4 → quantize to 1e-6
+        exp = d.adjusted() - 2
+        text = f"{d.quantize(Decimal(1).scaleb(exp), rounding=ROUND_HALF_UP):f}"
+        text = text.rstrip("0").rstrip(".") if "." in text else text
+    return f"{sign}${text}"
+
+
+def cost_with_unpriced(value: Decimal | None, unpriced: int) -> str:
+    """A trace's cost that never lets an unpriced model call read as $0."""
+    if unpriced <= 0:
+        return usd(value)
+    calls = f"{unpriced} unpriced"
+    if value is None or value == 0:
+        return calls
+    return f"{usd(value)} + {calls}"
+
+
+def duration(ms: float | int | None) -> str:
+    """A human duration: 0.42 ms, 123 ms, 1.24 s, 12.3 s, 2 min 05 s, 1 h 02 min."""
+    if ms is None:
+        return "—"
+    ms = float(ms)
+    if ms < 0:
+        ms = 0.0
+    if ms < 1:
+        return f"{ms:.2f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    s = ms / 1000
+    if s < 10:
+        return f"{s:.2f} s"
+    if s < 60:
+        return f"{s:.1f} s"
+    total = int(round(s))
+    if total < 3600:
+        return f"{total // 60} min {total % 60:02d} s"
+    return f"{total // 3600} h {(total % 3600) // 60:02d} min"
+
+
+def tokens(n: int | None) -> str:
+    """Token counts with thousands separators; "—" for none."""
+    if not n:
+        return "—"
+    return f"{n:,}"
+
+
+def tokens_short(n: int | None) -> str:
+    """Compact token counts for narrow columns: 950, 12.3k, 4.1M."""
+    if not n:
+        return ""
+    if n < 1000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1000:.1f}k".replace(".0k", "k")
+    return f"{n / 1_000_000:.1f}M".replace(".0M", "M")

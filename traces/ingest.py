@@ -1,0 +1,494 @@
+"""Decoded spans → rows, in one transaction per request.
+
+The write path, in order:
+
+1. validate each span (ids, times); a span that cannot be stored is rejected on its own
+   and reported back as OTLP partial success, the rest go on;
+2. map conventions to the neutral record (`semconv.map_span`) and price it
+   (`pricing.PriceBook`);
+3. insert all spans in a few multi-row statements with ON CONFLICT DO NOTHING
+   RETURNING: what comes back is what is new, so a re-sent batch changes nothing;
+4. fold the *new* spans into per-trace deltas and upsert the trace summaries
+   additively (counts, tokens and cost added; start/end widened; root fields set when
+   the root arrives). Additive deltas keep summaries right whatever the order spans
+   arrive in and under concurrent requests for the same trace, where "recompute from
+   the spans" would lose updates between two open transactions.
+
+Rows are sorted by key before writing so that two requests touching the same traces
+take their row locks in the same order (no deadlocks).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import orjson
+from django.db import connection, transaction
+
+from traces import semconv
+from traces.models import SpanStatus, Step, TraceStatus
+from traces.otlp import RawSpan
+from traces.pricing import PriceBook
+
+logger = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_REJECT_REASONS = 5
+# Clients occasionally send absurd clocks; refuse what cannot be a real span time.
+MIN_NS = 946_684_800 * 10**9  # 2000-01-01
+MAX_NS = 4_102_444_800 * 10**9  # 2100-01-01
+
+SPAN_COLUMNS = (
+    "project_id",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "kind",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "status",
+    "status_message",
+    "error_type",
+    "step",
+    "role",
+    "service_name",
+    "agent",
+    "agent_version",
+    "prompt_version",
+    "model",
+    "provider",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "tool_name",
+    "tool_call_id",
+    "tool_arguments",
+    "tool_result",
+    "session_id",
+    "user_id",
+    "cost_usd",
+    "computed_cost_usd",
+    "cost_source",
+    "attributes",
+    "events",
+    "links",
+    "resource",
+    "scope",
+    "received_at",
+)
+
+TRACE_COLUMNS = (
+    "project_id",
+    "trace_id",
+    "root_span_id",
+    "name",
+    "agent",
+    "agent_version",
+    "service_name",
+    "started_at",
+    "ended_at",
+    "start_ns",
+    "end_ns",
+    "duration_ms",
+    "span_count",
+    "error_count",
+    "llm_call_count",
+    "tool_call_count",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "unpriced_count",
+    "status",
+    "root_status",
+    "session_id",
+    "user_id",
+    "first_received_at",
+    "last_received_at",
+)
+
+
+@dataclass
+class IngestResult:
+    received: int = 0
+    stored: int = 0  # new spans written
+    duplicates: int = 0  # spans already stored (re-sent)
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        if not self.rejected:
+            return ""
+        more = self.rejected - len(self.reasons)
+        tail = f" (and {more} more)" if more > 0 else ""
+        return f"{self.rejected} span(s) rejected: " + "; ".join(self.reasons) + tail
+
+
+def ns_to_datetime(ns: int) -> datetime:
+    return EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def _is_hex_id(value: str, length: int) -> bool:
+    return len(value) == length and value.strip("0") != "" and not value.startswith("!")
+
+
+def _invalid_reason(raw: RawSpan) -> str | None:
+    if not _is_hex_id(raw.trace_id, 32):
+        return f"span {raw.span_id or '?'}: trace_id must be 16 non-zero bytes"
+    if not _is_hex_id(raw.span_id, 16):
+        return f"span in trace {raw.trace_id}: span_id must be 8 non-zero bytes"
+    if raw.parent_span_id and not _is_hex_id(raw.parent_span_id, 16):
+        return f"span {raw.span_id}: parent_span_id must be empty or 8 non-zero bytes"
+    if not raw.start_ns or not raw.end_ns:
+        return f"span {raw.span_id}: start and end times are required"
+    if not (MIN_NS <= raw.start_ns <= MAX_NS) or not (MIN_NS <= raw.end_ns <= MAX_NS):
+        return f"span {raw.span_id}: times must fall between 2000 and 2100"
+    if raw.end_ns < raw.start_ns:
+        return f"span {raw.span_id}: end time is before start time"
+    return None
+
+
+def _json(value) -> str:
+    # orjson refuses NaN/Infinity silently by writing null, which is what we want in
+    # JSON columns (PostgreSQL's jsonb rejects NaN).
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _clip(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+@dataclass(slots=True)
+class _TraceDelta:
+    trace_id: str
+    root_span_id: str = ""
+    name: str = ""
+    root_name_from_root: bool = False
+    agent: str = ""
+    agent_version: str = ""
+    service_name: str = ""
+    start_ns: int = 0
+    end_ns: int = 0
+    span_count: int = 0
+    error_count: int = 0
+    llm_call_count: int = 0
+    tool_call_count: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    unpriced_count: int = 0
+    root_status: str = ""
+    session_id: str = ""
+    user_id: str = ""
+    first_agent_start: int = 0
+
+
+def span_batch_ingest(
+    *, project_id: int, spans: list[RawSpan], received_at: datetime | None = None
+) -> IngestResult:
+    """Store a decoded OTLP batch for a project. Idempotent: re-sending stores nothing twice.
+
+    Raises django.db.DatabaseError subclasses when the database is unavailable; the
+    caller answers 503 so the exporter retries, and nothing of the batch is kept.
+    """
+    received_at = received_at or datetime.now(UTC)
+    result = IngestResult(received=len(spans))
+    prices = PriceBook.load()
+
+    rows: dict[tuple[str, str], tuple] = {}
+    deltas_input: dict[tuple[str, str], tuple[RawSpan, semconv.Neutral, object]] = {}
+    for raw in spans:
+        reason = _invalid_reason(raw)
+        if reason:
+            result.rejected += 1
+            if len(result.reasons) < MAX_REJECT_REASONS:
+                result.reasons.append(reason)
+            continue
+        n = semconv.map_span(raw)
+        started = ns_to_datetime(raw.start_ns)
+        priced = prices.price(
+            provider=n.provider,
+            model=n.model,
+            at=started,
+            input_tokens=n.input_tokens,
+            output_tokens=n.output_tokens,
+            cached_input_tokens=n.cached_input_tokens,
+            cache_write_tokens=n.cache_write_tokens,
+            reasoning_tokens=n.reasoning_tokens,
+            reported_cost=n.reported_cost,
+        )
+        key = (raw.trace_id, raw.span_id)
+        # A span repeated inside one batch is kept once (the last copy wins).
+        rows[key] = (
+            raw,
+            n,
+            priced,
+            started,
+        )
+        deltas_input[key] = (raw, n, priced)
+
+    if not rows:
+        return result
+
+    adapt_dt = connection.ops.adapt_datetimefield_value
+    received_db = adapt_dt(received_at)
+    values = []
+    for key in sorted(rows):
+        raw, n, priced, started = rows[key]
+        values.append(
+            (
+                project_id,
+                raw.trace_id,
+                raw.span_id,
+                raw.parent_span_id,
+                _clip(raw.name, 500),
+                raw.kind,
+                adapt_dt(started),
+                adapt_dt(ns_to_datetime(raw.end_ns)),
+                (raw.end_ns - raw.start_ns) / 1e6,
+                n.status,
+                n.status_message,
+                _clip(n.error_type, 200),
+                n.step,
+                n.role,
+                _clip(n.service_name, 200),
+                _clip(n.agent, 200),
+                _clip(n.agent_version, 100),
+                _clip(n.prompt_version, 100),
+                _clip(n.model, 200),
+                _clip(n.provider, 100),
+                n.input_tokens,
+                n.output_tokens,
+                n.cached_input_tokens,
+                n.cache_write_tokens,
+                n.reasoning_tokens,
+                _clip(n.tool_name, 200),
+                _clip(n.tool_call_id, 200),
+                n.tool_arguments,
+                n.tool_result,
+                _clip(n.session_id, 200),
+                _clip(n.user_id, 200),
+                priced.cost_usd,
+                priced.computed_cost_usd,
+                priced.source,
+                _json(raw.attributes),
+                _json(raw.events),
+                _json(raw.links),
+                _json(raw.resource),
+                _json(raw.scope),
+                received_db,
+            )
+        )
+
+    with transaction.atomic():
+        new_keys = _insert_spans(values)
+        result.stored = len(new_keys)
+        result.duplicates = len(rows) - len(new_keys)
+        deltas = _trace_deltas([deltas_input[k] for k in new_keys])
+        if deltas:
+            _upsert_traces(project_id, deltas, received_db)
+    return result
+
+
+def _insert_spans(values: list[tuple]) -> list[tuple[str, str]]:
+    """Multi-row INSERT … ON CONFLICT DO NOTHING RETURNING the keys actually written."""
+    ncols = len(SPAN_COLUMNS)
+    # SQLite allows 32766 bound parameters, PostgreSQL 65535.
+    per_statement = max(1, 30000 // ncols)
+    cols = ", ".join(SPAN_COLUMNS)
+    placeholder = "(" + ", ".join(["%s"] * ncols) + ")"
+    new: list[tuple[str, str]] = []
+    with connection.cursor() as cursor:
+        for i in range(0, len(values), per_statement):
+            chunk = values[i : i + per_statement]
+            sql = (
+                f"INSERT INTO traces_span ({cols}) VALUES "
+                + ", ".join([placeholder] * len(chunk))
+                + " ON CONFLICT (project_id, trace_id, span_id) DO NOTHING"
+                " RETURNING trace_id, span_id"
+            )
+            cursor.execute(sql, [v for row in chunk for v in row])
+            new.extend((t, s) for t, s in cursor.fetchall())
+    new.sort()
+    return new
+
+
+def _trace_deltas(items) -> list[_TraceDelta]:
+    by_trace: dict[str, _TraceDelta] = {}
+    for raw, n, priced in items:
+        d = by_trace.get(raw.trace_id)
+        if d is None:
+            d = by_trace[raw.trace_id] = _TraceDelta(
+                trace_id=raw.trace_id, start_ns=raw.start_ns, end_ns=raw.end_ns
+            )
+        else:
+            d.start_ns = min(d.start_ns, raw.start_ns)
+            d.end_ns = max(d.end_ns, raw.end_ns)
+        d.span_count += 1
+        if n.status == SpanStatus.ERROR:
+            d.error_count += 1
+        if n.step == Step.LLM:
+            d.llm_call_count += 1
+        elif n.step == Step.TOOL:
+            d.tool_call_count += 1
+        d.input_tokens += n.input_tokens
+        d.output_tokens += n.output_tokens
+        d.cached_input_tokens += n.cached_input_tokens
+        d.reasoning_tokens += n.reasoning_tokens
+        if priced.cost_usd is not None:
+            d.cost_usd += priced.cost_usd
+        if priced.source == "unpriced":
+            d.unpriced_count += 1
+        if not raw.parent_span_id:
+            d.root_span_id = raw.span_id
+            d.name = raw.name
+            d.root_status = n.status
+            if n.agent:
+                d.agent = n.agent
+            if n.agent_version:
+                d.agent_version = n.agent_version
+            d.service_name = n.service_name or d.service_name
+        else:
+            if not d.name:
+                d.name = raw.name
+            # Without the root, the earliest agent span names the run.
+            if (
+                n.agent
+                and not d.root_span_id
+                and (not d.agent or raw.start_ns < d.first_agent_start)
+            ):
+                d.agent = n.agent
+                d.first_agent_start = raw.start_ns
+            if n.agent_version and not d.agent_version:
+                d.agent_version = n.agent_version
+            if not d.service_name:
+                d.service_name = n.service_name
+        if not d.session_id and n.session_id:
+            d.session_id = n.session_id
+        if not d.user_id and n.user_id:
+            d.user_id = n.user_id
+    return [by_trace[t] for t in sorted(by_trace)]
+
+
+def _trace_status(root_status: str) -> str:
+    if root_status == SpanStatus.ERROR:
+        return TraceStatus.ERROR
+    if root_status:
+        return TraceStatus.OK
+    return TraceStatus.INCOMPLETE
+
+
+def _upsert_traces(project_id: int, deltas: list[_TraceDelta], received_db) -> None:
+    adapt_dt = connection.ops.adapt_datetimefield_value
+    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
+    t = "traces_trace"
+    has_root = "excluded.root_span_id <> ''"
+    new_start = f"{least}({t}.start_ns, excluded.start_ns)"
+    new_end = f"{greatest}({t}.end_ns, excluded.end_ns)"
+    root_status = f"CASE WHEN {has_root} THEN excluded.root_status ELSE {t}.root_status END"
+    status_sql = (
+        f"CASE WHEN ({root_status}) = 'error' THEN 'error' "
+        f"WHEN ({root_status}) <> '' THEN 'ok' ELSE 'incomplete' END"
+    )
+
+    def keep_first(col: str) -> str:
+        return f"CASE WHEN {t}.{col} = '' THEN excluded.{col} ELSE {t}.{col} END"
+
+    def root_wins(col: str) -> str:
+        return (
+            f"CASE WHEN {has_root} AND excluded.{col} <> '' THEN excluded.{col} "
+            f"WHEN {t}.{col} = '' THEN excluded.{col} ELSE {t}.{col} END"
+        )
+
+    def add(col: str) -> str:
+        return f"{t}.{col} + excluded.{col}"
+
+    updates = {
+        "root_span_id": (
+            f"CASE WHEN {has_root} THEN excluded.root_span_id ELSE {t}.root_span_id END"
+        ),
+        "name": root_wins("name"),
+        "agent": root_wins("agent"),
+        "agent_version": root_wins("agent_version"),
+        "service_name": root_wins("service_name"),
+        "started_at": f"CASE WHEN excluded.start_ns < {t}.start_ns THEN excluded.started_at "
+        f"ELSE {t}.started_at END",
+        "ended_at": f"CASE WHEN excluded.end_ns > {t}.end_ns THEN excluded.ended_at "
+        f"ELSE {t}.ended_at END",
+        "start_ns": new_start,
+        "end_ns": new_end,
+        "duration_ms": f"({new_end} - {new_start}) / 1000000.0",
+        "span_count": add("span_count"),
+        "error_count": add("error_count"),
+        "llm_call_count": add("llm_call_count"),
+        "tool_call_count": add("tool_call_count"),
+        "input_tokens": add("input_tokens"),
+        "output_tokens": add("output_tokens"),
+        "cached_input_tokens": add("cached_input_tokens"),
+        "reasoning_tokens": add("reasoning_tokens"),
+        "cost_usd": add("cost_usd"),
+        "unpriced_count": add("unpriced_count"),
+        "status": status_sql,
+        "root_status": root_status,
+        "session_id": keep_first("session_id"),
+        "user_id": keep_first("user_id"),
+        "last_received_at": "excluded.last_received_at",
+    }
+    values = []
+    for d in deltas:
+        values.append(
+            (
+                project_id,
+                d.trace_id,
+                d.root_span_id,
+                _clip(d.name, 500),
+                _clip(d.agent, 200),
+                _clip(d.agent_version, 100),
+                _clip(d.service_name, 200),
+                adapt_dt(ns_to_datetime(d.start_ns)),
+                adapt_dt(ns_to_datetime(d.end_ns)),
+                d.start_ns,
+                d.end_ns,
+                (d.end_ns - d.start_ns) / 1e6,
+                d.span_count,
+                d.error_count,
+                d.llm_call_count,
+                d.tool_call_count,
+                d.input_tokens,
+                d.output_tokens,
+                d.cached_input_tokens,
+                d.reasoning_tokens,
+                d.cost_usd,
+                d.unpriced_count,
+                _trace_status(d.root_status),
+                d.root_status,
+                _clip(d.session_id, 200),
+                _clip(d.user_id, 200),
+                received_db,
+                received_db,
+            )
+        )
+    ncols = len(TRACE_COLUMNS)
+    per_statement = max(1, 30000 // ncols)
+    placeholder = "(" + ", ".join(["%s"] * ncols) + ")"
+    set_sql = ", ".join(f"{col} = {expr}" for col, expr in updates.items())
+    with connection.cursor() as cursor:
+        for i in range(0, len(values), per_statement):
+            chunk = values[i : i + per_statement]
+            cursor.execute(
+                f"INSERT INTO {t} ({', '.join(TRACE_COLUMNS)}) VALUES "
+                + ", ".join([placeholder] * len(chunk))
+                + f" ON CONFLICT (project_id, trace_id) DO UPDATE SET {set_sql}",
+                [v for row in chunk for v in row],
+            )

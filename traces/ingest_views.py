@@ -1,0 +1,253 @@
+"""OTLP/HTTP endpoints. Thin: check the request, decode, call the ingest service, answer.
+
+Status codes follow the OTLP/HTTP specification so that exporters retry exactly what
+is worth retrying: 400/401/413/415 are final, 503 (with Retry-After) is retried.
+Error bodies are a google.rpc.Status in the request's encoding.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+
+import orjson
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+
+from traces import otlp
+from traces.ingest import span_batch_ingest
+from traces.services import KeyMatch, ingest_key_authenticate
+
+logger = logging.getLogger(__name__)
+
+# gRPC status codes used in google.rpc.Status bodies.
+GRPC_CODE = {400: 3, 401: 16, 405: 12, 413: 8, 415: 3, 503: 14}
+
+
+def _error(status: int, message: str, content_type: str, **headers) -> HttpResponse:
+    code = GRPC_CODE.get(status, 2)
+    if content_type == otlp.PROTOBUF:
+        body = status_pb2.Status(code=code, message=message).SerializeToString()
+    else:
+        content_type = otlp.JSON
+        body = orjson.dumps({"code": code, "message": message})
+    response = HttpResponse(body, status=status, content_type=content_type)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def _secret_from_headers(request: HttpRequest) -> str:
+    auth = request.headers.get("Authorization", "").strip()
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer":
+            return value.strip()
+        if scheme == "basic":
+            # Clients built for Basic auth (public:secret) can put the key as the password.
+            try:
+                decoded = base64.b64decode(value.strip(), validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                return ""
+            return decoded.partition(":")[2]
+    return request.headers.get("X-Api-Key", "").strip()
+
+
+def _read_body(request: HttpRequest, content_type: str) -> bytes | HttpResponse:
+    limit = settings.OTLP_MAX_BODY_BYTES
+    try:
+        declared = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        return _error(400, "Content-Length is not a number.", content_type)
+    if declared > limit:
+        return _error(413, f"Request body is larger than the {limit}-byte limit.", content_type)
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        return _error(413, f"Request body is larger than the {limit}-byte limit.", content_type)
+    return body
+
+
+def _prepare(request: HttpRequest) -> tuple[str, KeyMatch, bytes] | HttpResponse:
+    """Method, content type, size and key checks shared by the three signals."""
+    content_type = otlp.media_type(request.content_type)
+    if request.method != "POST":
+        response = _error(405, "Use POST to send OTLP data.", content_type)
+        response["Allow"] = "POST"
+        return response
+    if content_type not in (otlp.PROTOBUF, otlp.JSON):
+        return _error(
+            415,
+            f"Content-Type {content_type or '(none)'!r} is not supported; "
+            f"send {otlp.PROTOBUF} or {otlp.JSON}.",
+            otlp.JSON,
+        )
+    secret = _secret_from_headers(request)
+    if not secret:
+        return _error(
+            401,
+            "Missing ingest key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+            content_type,
+        )
+    try:
+        match = ingest_key_authenticate(secret=secret)
+    except (OperationalError, InterfaceError) as exc:
+        logger.warning("database unavailable while authenticating: %s", exc)
+        return _unavailable(content_type)
+    if match is None:
+        return _error(401, "Unknown or revoked ingest key.", content_type)
+    body = _read_body(request, content_type)
+    if isinstance(body, HttpResponse):
+        return body
+    try:
+        body = otlp.decompress(
+            body,
+            request.headers.get("Content-Encoding"),
+            limit=settings.OTLP_MAX_DECOMPRESSED_BYTES,
+        )
+    except otlp.OTLPError as exc:
+        return _error(exc.status, exc.message, content_type)
+    return content_type, match, body
+
+
+def _unavailable(content_type: str) -> HttpResponse:
+    seconds = settings.OTLP_RETRY_AFTER_SECONDS
+    return _error(
+        503,
+        f"The database is unavailable; nothing was stored. Retry in {seconds} s.",
+        content_type,
+        Retry_After=str(seconds),
+    )
+
+
+@csrf_exempt
+@login_not_required
+def otlp_traces(request: HttpRequest) -> HttpResponse:
+    prepared = _prepare(request)
+    if isinstance(prepared, HttpResponse):
+        return prepared
+    content_type, match, body = prepared
+    try:
+        spans = otlp.decode(body, content_type)
+    except otlp.OTLPError as exc:
+        return _error(exc.status, exc.message, content_type)
+    try:
+        result = span_batch_ingest(project_id=match.project_id, spans=spans)
+    except (OperationalError, InterfaceError) as exc:
+        logger.warning("database unavailable during ingest: %s", exc)
+        return _unavailable(content_type)
+    except DatabaseError:
+        # Anything else from the database is a bug or a constraint we did not expect:
+        # log it with the traceback and still let the exporter retry later.
+        logger.exception("ingest failed for project %s", match.project_id)
+        return _unavailable(content_type)
+    return HttpResponse(
+        otlp.encode_response(content_type, rejected=result.rejected, message=result.message),
+        content_type=content_type,
+    )
+
+
+def _not_stored(
+    request: HttpRequest, signal: str, request_cls, response_cls, count
+) -> HttpResponse:
+    prepared = _prepare(request)
+    if isinstance(prepared, HttpResponse):
+        return prepared
+    content_type, _match, body = prepared
+    message = (
+        f"This console stores traces only; {signal} are accepted and discarded. "
+        f"Send traces to /v1/traces."
+    )
+    if content_type == otlp.JSON:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _error(400, f"The body is not valid JSON: {exc}", content_type)
+        rejected = count(doc)
+        field = "rejectedLogRecords" if signal == "logs" else "rejectedDataPoints"
+        return HttpResponse(
+            orjson.dumps({"partialSuccess": {field: str(rejected), "errorMessage": message}}),
+            content_type=content_type,
+        )
+    req = request_cls()
+    try:
+        req.ParseFromString(body)
+    except DecodeError as exc:
+        return _error(400, f"The body is not a valid {request_cls.__name__}: {exc}", content_type)
+    response = response_cls()
+    rejected = count(req)
+    if signal == "logs":
+        response.partial_success.rejected_log_records = rejected
+    else:
+        response.partial_success.rejected_data_points = rejected
+    response.partial_success.error_message = message
+    return HttpResponse(response.SerializeToString(), content_type=content_type)
+
+
+def _count_logs(req) -> int:
+    if isinstance(req, dict):
+        return sum(
+            len(sl.get("logRecords") or [])
+            for rl in req.get("resourceLogs") or []
+            for sl in rl.get("scopeLogs") or []
+        )
+    return sum(len(sl.log_records) for rl in req.resource_logs for sl in rl.scope_logs)
+
+
+def _metric_points(metric) -> int:
+    for kind in ("gauge", "sum", "histogram", "exponential_histogram", "summary"):
+        if metric.HasField(kind):
+            return len(getattr(metric, kind).data_points)
+    return 0
+
+
+def _count_metrics(req) -> int:
+    if isinstance(req, dict):
+        total = 0
+        for rm in req.get("resourceMetrics") or []:
+            for sm in rm.get("scopeMetrics") or []:
+                for m in sm.get("metrics") or []:
+                    for kind in ("gauge", "sum", "histogram", "exponentialHistogram", "summary"):
+                        if isinstance(m.get(kind), dict):
+                            total += len(m[kind].get("dataPoints") or [])
+        return total
+    return sum(
+        _metric_points(m)
+        for rm in req.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    )
+
+
+@csrf_exempt
+@login_not_required
+def otlp_logs(request: HttpRequest) -> HttpResponse:
+    return _not_stored(
+        request, "logs", ExportLogsServiceRequest, ExportLogsServiceResponse, _count_logs
+    )
+
+
+@csrf_exempt
+@login_not_required
+def otlp_metrics(request: HttpRequest) -> HttpResponse:
+    return _not_stored(
+        request,
+        "metrics",
+        ExportMetricsServiceRequest,
+        ExportMetricsServiceResponse,
+        _count_metrics,
+    )

@@ -1,0 +1,199 @@
+"""`python manage.py up`: everything a newcomer needs, in one process tree.
+
+Migrates, makes sure a demo login and a demo project with an ingest key exist, starts
+the web server (gunicorn), and sends demo agent traffic through the real OTLP
+exporter: a day of backdated history first, then a run every few seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from traces.models import IngestKey, Membership, Project
+from traces.services import ingest_key_create, key_hash, membership_set, project_create
+
+NS = 1_000_000_000
+
+
+class Command(BaseCommand):
+    help = "Start the console with a demo project, a demo login and live demo traffic."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+        parser.add_argument("--no-demo", action="store_true", help="Do not send demo traffic")
+        parser.add_argument(
+            "--history", type=int, default=150, help="Backdated demo runs to send at start"
+        )
+        parser.add_argument(
+            "--every", type=float, default=5.0, help="Seconds between live demo runs (0: none)"
+        )
+
+    def handle(self, *args, host, port, workers, no_demo, history, every, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write("Database ready: " + str(settings.DATABASES["default"]["NAME"]))
+        username, password = self._demo_login()
+        key = self._demo_key()
+
+        base = f"http://{host}:{port}"
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "agentops_site.settings"}
+        web = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "agentops_site.wsgi:application",
+                "--bind",
+                f"{host}:{port}",
+                "--workers",
+                str(workers),
+                "--access-logfile",
+                "-",
+                "--access-logformat",
+                '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
+            ],
+            env=env,
+        )
+        children = [web]
+        stop = threading.Event()
+
+        def shutdown(*_):
+            stop.set()
+
+        signal.signal(signal.SIGTERM, shutdown)
+        signal.signal(signal.SIGINT, shutdown)
+
+        if not self._wait_until_up(f"{base}/healthz", web):
+            self.stderr.write("The web server did not start; see its output above.")
+            web.terminate()
+            sys.exit(1)
+
+        self.stdout.write(
+            self.style.SUCCESS(
+                "\nAgentOps Console is running.\n"
+                f"  Open      {base}/\n"
+                f"  Log in    {username} / {password}\n"
+                f"  Admin     {base}/admin/\n"
+                f"  OTLP      {base}/v1/traces\n"
+                f"  Demo key  {key}\n"
+                "  Point an agent at it:\n"
+                f"    export OTEL_EXPORTER_OTLP_TRACES_ENDPOINT={base}/v1/traces\n"
+                f"    export OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20{key}\n"
+                "  Ctrl-C stops everything.\n"
+            )
+        )
+        if not no_demo:
+            threading.Thread(
+                target=self._send_demo,
+                kwargs={
+                    "endpoint": f"{base}/v1/traces",
+                    "key": key,
+                    "history": history,
+                    "every": every,
+                    "stop": stop,
+                },
+                daemon=True,
+            ).start()
+
+        try:
+            while not stop.is_set():
+                if any(child.poll() is not None for child in children):
+                    self.stderr.write("A child process exited; stopping.")
+                    break
+                stop.wait(0.5)
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.terminate()
+            for child in children:
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+
+    # ---------------------------------------------------------------- set-up
+
+    def _var(self, name: str) -> Path:
+        path = Path(settings.BASE_DIR) / "var" / name
+        path.parent.mkdir(exist_ok=True)
+        return path
+
+    def _demo_login(self) -> tuple[str, str]:
+        """A staff login for the demo, its password kept in var/ (a private, ignored folder)."""
+        User = get_user_model()
+        username = "demo"
+        pw_file = self._var("demo-password")
+        user = User.objects.filter(username=username).first()
+        if user is None or not pw_file.exists():
+            password = secrets.token_urlsafe(12)
+            if user is None:
+                user = User.objects.create_superuser(username, "demo@example.com", password)
+            else:
+                user.set_password(password)
+                user.save(update_fields=["password"])
+            pw_file.write_text(password)
+            pw_file.chmod(0o600)
+        return username, pw_file.read_text().strip()
+
+    def _demo_key(self) -> str:
+        project = Project.objects.filter(slug="demo").first()
+        if project is None:
+            project = project_create(slug="demo", name="Demo agents")
+        user = get_user_model().objects.get(username="demo")
+        membership_set(project=project, user=user, role=Membership.Role.ADMIN)
+        key_file = self._var("demo-ingest-key")
+        if key_file.exists():
+            secret = key_file.read_text().strip()
+            if IngestKey.objects.filter(
+                key_hash=key_hash(secret), project=project, revoked_at__isnull=True
+            ).exists():
+                return secret
+        secret = ingest_key_create(project=project, name="demo traffic").secret
+        key_file.write_text(secret)
+        key_file.chmod(0o600)
+        return secret
+
+    def _wait_until_up(self, url: str, process, timeout: float = 30) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+                    if response.status == 200:
+                        return True
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.3)
+        return False
+
+    def _send_demo(self, *, endpoint, key, history, every, stop) -> None:
+        from traces.demo import DemoTraffic
+
+        demo = DemoTraffic(endpoint=endpoint, key=key)
+        now = time.time_ns()
+        # History: runs spread over the last 24 hours, oldest first.
+        for i in range(history):
+            if stop.is_set():
+                break
+            demo.run(start_ns=now - int((history - i) / history * 24 * 3600 * NS))
+        demo.flush()
+        self.stdout.write(f"Sent {history} demo runs of history through the OTLP exporter.")
+        while every > 0 and not stop.wait(every):
+            demo.run()
+            demo.flush()
+        demo.shutdown()

@@ -1,0 +1,286 @@
+"""Projects, who may see them, ingest keys, and the spans and traces agents send."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Project(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "Viewer"
+        ADMIN = "admin", "Admin"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+
+class IngestKey(models.Model):
+    """A secret that lets an exporter write spans into one project.
+
+    Only a SHA-256 of the key is stored: the key is 256 random bits, so a slow
+    password hash buys nothing and would cost every ingest request.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ingest_keys")
+    name = models.CharField(max_length=100, default="default")
+    prefix = models.CharField(max_length=16, help_text="The key's first characters, for display.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Step(models.TextChoices):
+    AGENT = "agent", "Agent"
+    LLM = "llm", "LLM"
+    TOOL = "tool", "Tool"
+    RETRIEVAL = "retrieval", "Retrieval"
+    POLICY = "policy", "Policy"
+    ESCALATION = "escalation", "Escalation"
+    OTHER = "other", "Other"
+
+
+class SpanStatus(models.TextChoices):
+    UNSET = "unset", "Unset"
+    OK = "ok", "OK"
+    ERROR = "error", "Error"
+
+
+class CostSource(models.TextChoices):
+    NONE = "", "No model usage"
+    CLIENT = "client", "Reported by the client"
+    PRICE_DATA = "price_data", "Computed from price data"
+    OVERRIDE = "override", "Computed from a price override"
+    UNPRICED = "unpriced", "Unpriced (no known price)"
+
+
+# Money: up to 10^9 USD with 10 decimals, enough for a $0.0000001 embedding call.
+def money_field(**kwargs) -> models.DecimalField:
+    return models.DecimalField(max_digits=20, decimal_places=10, **kwargs)
+
+
+class Span(models.Model):
+    """One span as received, mapped to the neutral record (see docs/semconv-mapping.md).
+
+    Unique on (project, trace_id, span_id): ingestion inserts with ON CONFLICT DO
+    NOTHING, so a re-sent batch stores nothing twice. There is deliberately no foreign
+    key to Trace: spans arrive before their trace summary exists.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    trace_id = models.CharField(max_length=32)
+    span_id = models.CharField(max_length=16)
+    parent_span_id = models.CharField(max_length=16, blank=True, default="")
+    name = models.CharField(max_length=500)
+    kind = models.PositiveSmallIntegerField(default=0, help_text="OTLP SpanKind")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField()
+    duration_ms = models.FloatField()
+    status = models.CharField(max_length=8, choices=SpanStatus.choices, default=SpanStatus.UNSET)
+    status_message = models.TextField(blank=True, default="")
+    error_type = models.CharField(max_length=200, blank=True, default="")
+
+    step = models.CharField(max_length=16, choices=Step.choices, default=Step.OTHER)
+    role = models.CharField(
+        max_length=16, blank=True, default="", help_text="Explicit storyline step (agentops.step)"
+    )
+    service_name = models.CharField(max_length=200, blank=True, default="")
+    agent = models.CharField(max_length=200, blank=True, default="")
+    agent_version = models.CharField(max_length=100, blank=True, default="")
+    prompt_version = models.CharField(max_length=100, blank=True, default="")
+    model = models.CharField(max_length=200, blank=True, default="")
+    provider = models.CharField(max_length=100, blank=True, default="")
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cached_input_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    tool_name = models.CharField(max_length=200, blank=True, default="")
+    tool_call_id = models.CharField(max_length=200, blank=True, default="")
+    tool_arguments = models.TextField(blank=True, default="")
+    tool_result = models.TextField(blank=True, default="")
+    session_id = models.CharField(max_length=200, blank=True, default="")
+    user_id = models.CharField(max_length=200, blank=True, default="")
+
+    cost_usd = money_field(null=True, blank=True, help_text="Effective cost")
+    computed_cost_usd = money_field(null=True, blank=True)
+    cost_source = models.CharField(
+        max_length=16, choices=CostSource.choices, blank=True, default=CostSource.NONE
+    )
+
+    attributes = models.JSONField(default=dict)
+    events = models.JSONField(default=list)
+    links = models.JSONField(default=list)
+    resource = models.JSONField(default=dict)
+    scope = models.JSONField(default=dict)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "trace_id", "span_id"], name="span_unique_per_project"
+            ),
+        ]
+        indexes = [
+            # Rollups (next) read spans by arrival; also serves "recently received".
+            models.Index(fields=["received_at"], name="span_received_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.span_id})"
+
+    @property
+    def is_error(self) -> bool:
+        return self.status == SpanStatus.ERROR
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class TraceStatus(models.TextChoices):
+    OK = "ok", "OK"
+    ERROR = "error", "Error"
+    INCOMPLETE = "incomplete", "Root not received"
+
+
+class Trace(models.Model):
+    """Summary of one trace, kept right by additive upserts whatever the order spans arrive in."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="traces")
+    trace_id = models.CharField(max_length=32)
+    root_span_id = models.CharField(max_length=16, blank=True, default="")
+    name = models.CharField(max_length=500, blank=True, default="")
+    agent = models.CharField(max_length=200, blank=True, default="")
+    agent_version = models.CharField(max_length=100, blank=True, default="")
+    service_name = models.CharField(max_length=200, blank=True, default="")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField()
+    # Nanosecond bounds keep the duration exact and portable across databases.
+    start_ns = models.BigIntegerField(default=0)
+    end_ns = models.BigIntegerField(default=0)
+    duration_ms = models.FloatField(default=0)
+    span_count = models.IntegerField(default=0)
+    error_count = models.IntegerField(default=0)
+    llm_call_count = models.IntegerField(default=0)
+    tool_call_count = models.IntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cached_input_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_usd = money_field(default=0)
+    unpriced_count = models.IntegerField(default=0)
+    status = models.CharField(
+        max_length=16, choices=TraceStatus.choices, default=TraceStatus.INCOMPLETE
+    )
+    root_status = models.CharField(max_length=8, blank=True, default="")
+    session_id = models.CharField(max_length=200, blank=True, default="")
+    user_id = models.CharField(max_length=200, blank=True, default="")
+    first_received_at = models.DateTimeField()
+    last_received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "trace_id"], name="trace_unique_per_project"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "-started_at"], name="trace_project_started_idx"),
+            models.Index(
+                fields=["project", "agent", "-started_at"], name="trace_project_agent_idx"
+            ),
+            models.Index(
+                fields=["project", "status", "-started_at"], name="trace_project_status_idx"
+            ),
+            models.Index(
+                fields=["project", "session_id", "started_at"],
+                name="trace_project_session_idx",
+                condition=~Q(session_id=""),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.trace_id}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class ModelPriceOverride(models.Model):
+    """A price that wins over the packaged price data from `effective_from` on.
+
+    Prices are USD per million tokens. Leave provider blank to match the model from
+    any provider. Cached-input, cache-write and reasoning rates fall back to the
+    input and output rates when blank.
+    """
+
+    provider = models.CharField(max_length=100, blank=True, default="")
+    model = models.CharField(max_length=200)
+    effective_from = models.DateTimeField()
+    input_per_mtok = models.DecimalField(max_digits=14, decimal_places=6)
+    output_per_mtok = models.DecimalField(max_digits=14, decimal_places=6)
+    cached_input_per_mtok = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True
+    )
+    cache_write_per_mtok = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True
+    )
+    reasoning_per_mtok = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    note = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "provider", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "model", "effective_from"], name="price_override_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = f"{self.provider}/" if self.provider else ""
+        return f"{who}{self.model} from {self.effective_from:%Y-%m-%d}"

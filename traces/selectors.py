@@ -1,0 +1,156 @@
+"""Reads. Every function that returns project data is scoped to what a user may see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from django.db.models import Q, QuerySet
+from django.http import Http404
+from django.utils.dateparse import parse_datetime
+from django.utils.timezone import is_naive, make_aware
+
+from traces.models import Membership, Project, Span, Trace, TraceStatus
+
+
+def project_list_for_user(*, user) -> QuerySet[Project]:
+    """Projects the user is a member of; staff see all."""
+    if not user.is_authenticated:
+        return Project.objects.none()
+    if getattr(user, "key_id", None) is not None:  # API request authenticated by a project key
+        return Project.objects.filter(pk=user.project_id)
+    if user.is_staff:
+        return Project.objects.all()
+    return Project.objects.filter(memberships__user=user)
+
+
+def project_get_for_user(*, user, slug: str) -> Project:
+    """The project, or 404 when it does not exist *or* the user may not see it."""
+    try:
+        return project_list_for_user(user=user).get(slug=slug)
+    except Project.DoesNotExist:
+        raise Http404("No such project") from None
+
+
+def project_role_for_user(*, user, project: Project) -> str | None:
+    if user.is_staff:
+        return Membership.Role.ADMIN
+    membership = Membership.objects.filter(user=user, project=project).first()
+    return membership.role if membership else None
+
+
+@dataclass
+class TraceFilters:
+    """The trace list's filters, parsed from query parameters (page and API alike)."""
+
+    project: str = ""
+    agent: str = ""
+    status: str = ""
+    session: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    min_cost: Decimal | None = None
+    q: str = ""
+    errors: list[str] | None = None
+
+    @classmethod
+    def from_params(cls, params) -> TraceFilters:
+        f = cls(
+            project=params.get("project", "").strip(),
+            agent=params.get("agent", "").strip(),
+            status=params.get("status", "").strip(),
+            session=params.get("session", "").strip(),
+            q=params.get("q", "").strip(),
+            errors=[],
+        )
+        if f.status and f.status not in TraceStatus.values:
+            f.errors.append(f"status must be one of {', '.join(TraceStatus.values)}")
+            f.status = ""
+        for name in ("since", "until"):
+            raw = params.get(name, "").strip()
+            if not raw:
+                continue
+            value = parse_datetime(raw.replace(" ", "T")) if "T" in raw or " " in raw else None
+            if value is None:
+                try:
+                    value = datetime.fromisoformat(raw)
+                except ValueError:
+                    f.errors.append(f"{name} must be an ISO 8601 date or date-time")
+                    continue
+            if is_naive(value):
+                value = make_aware(value)
+            setattr(f, name, value)
+        raw_cost = params.get("min_cost", "").strip()
+        if raw_cost:
+            try:
+                f.min_cost = Decimal(raw_cost)
+                if not f.min_cost.is_finite() or f.min_cost < 0:
+                    raise InvalidOperation
+            except InvalidOperation:
+                f.errors.append("min_cost must be a non-negative number of USD")
+                f.min_cost = None
+        return f
+
+    @property
+    def active(self) -> bool:
+        return any([self.agent, self.status, self.session, self.since, self.until, self.q]) or (
+            self.min_cost is not None
+        )
+
+
+def trace_list(*, user, filters: TraceFilters) -> QuerySet[Trace]:
+    """Traces of the user's projects, newest first, filtered."""
+    qs = Trace.objects.filter(project__in=project_list_for_user(user=user))
+    if filters.project:
+        qs = qs.filter(project__slug=filters.project)
+    return trace_filter(qs, filters)
+
+
+def trace_filter(qs: QuerySet[Trace], filters: TraceFilters) -> QuerySet[Trace]:
+    if filters.agent:
+        qs = qs.filter(agent=filters.agent)
+    if filters.status:
+        qs = qs.filter(status=filters.status)
+    if filters.session:
+        qs = qs.filter(session_id=filters.session)
+    if filters.since:
+        qs = qs.filter(started_at__gte=filters.since)
+    if filters.until:
+        qs = qs.filter(started_at__lt=filters.until)
+    if filters.min_cost is not None:
+        qs = qs.filter(cost_usd__gte=filters.min_cost)
+    if filters.q:
+        q = filters.q.lower()
+        cond = Q(name__icontains=filters.q)
+        if len(q) <= 32 and all(c in "0123456789abcdef" for c in q):
+            cond |= Q(trace_id__startswith=q)
+        qs = qs.filter(cond)
+    return qs.select_related("project").order_by("-started_at", "-id")
+
+
+def trace_get_for_user(*, user, project_slug: str, trace_id: str) -> Trace:
+    """One trace of a project the user can see; 404 for anything else."""
+    project = project_get_for_user(user=user, slug=project_slug)
+    try:
+        return Trace.objects.select_related("project").get(
+            project=project, trace_id=trace_id.lower()
+        )
+    except Trace.DoesNotExist:
+        raise Http404("No such trace") from None
+
+
+def span_list_for_trace(*, trace: Trace) -> QuerySet[Span]:
+    return Span.objects.filter(project_id=trace.project_id, trace_id=trace.trace_id).order_by(
+        "started_at", "span_id"
+    )
+
+
+def agent_names_for_projects(*, projects: QuerySet[Project]) -> list[str]:
+    return list(
+        Trace.objects.filter(project__in=projects)
+        .exclude(agent="")
+        .order_by("agent")
+        .values_list("agent", flat=True)
+        .distinct()
+    )
