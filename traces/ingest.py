@@ -302,10 +302,46 @@ def span_batch_ingest(
 
 
 def _insert_spans(values: list[tuple]) -> list[tuple[str, str]]:
-    """Multi-row INSERT … ON CONFLICT DO NOTHING RETURNING the keys actually written."""
+    """Write spans, skipping those already stored; return the keys actually written."""
+    if connection.vendor == "postgresql":
+        new = _insert_spans_copy(values)
+    else:
+        new = _insert_spans_values(values)
+    new.sort()
+    return new
+
+
+def _insert_spans_copy(values: list[tuple]) -> list[tuple[str, str]]:
+    """PostgreSQL: COPY into a per-connection staging table, then one INSERT … SELECT
+    … ON CONFLICT DO NOTHING. COPY streams rows without building (or parsing) a query
+    of thousands of placeholders, which profiling showed to cost more than the write."""
+    cols = ", ".join(SPAN_COLUMNS)
+    with connection.cursor() as cursor:
+        # Rows vanish at commit; the table lives as long as the connection. Asked for on
+        # every request (a rolled-back transaction takes a just-created table with it)
+        # and emptied in the same round trip, for callers that ingest twice in one
+        # transaction.
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS span_stage ON COMMIT DELETE ROWS AS "
+            f"SELECT {cols} FROM traces_span WITH NO DATA; DELETE FROM span_stage"
+        )
+        with cursor.cursor.copy(f"COPY span_stage ({cols}) FROM STDIN") as copy:
+            for row in values:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO traces_span ({cols}) SELECT {cols} FROM span_stage"
+            " ORDER BY trace_id, span_id"
+            " ON CONFLICT (project_id, trace_id, span_id) DO NOTHING"
+            " RETURNING trace_id, span_id"
+        )
+        new = list(cursor.fetchall())
+    return new
+
+
+def _insert_spans_values(values: list[tuple]) -> list[tuple[str, str]]:
+    """SQLite: multi-row INSERT … ON CONFLICT DO NOTHING RETURNING."""
     ncols = len(SPAN_COLUMNS)
-    # SQLite allows 32766 bound parameters, PostgreSQL 65535.
-    per_statement = max(1, 30000 // ncols)
+    per_statement = max(1, 30000 // ncols)  # SQLite allows 32766 bound parameters
     cols = ", ".join(SPAN_COLUMNS)
     placeholder = "(" + ", ".join(["%s"] * ncols) + ")"
     new: list[tuple[str, str]] = []
@@ -320,7 +356,6 @@ def _insert_spans(values: list[tuple]) -> list[tuple[str, str]]:
             )
             cursor.execute(sql, [v for row in chunk for v in row])
             new.extend((t, s) for t, s in cursor.fetchall())
-    new.sort()
     return new
 
 
