@@ -24,12 +24,16 @@ DEVELOPMENT = AGENTOPS_ENV != "production"
 
 DEBUG = env.bool("DEBUG", default=False)
 
+# Local state of the embedded default: the SQLite file, the development secret and the
+# demo login. Ignored by git.
+VAR_DIR = env.path("VAR_DIR", default=BASE_DIR / "var")
+
 if DEVELOPMENT:
     # A fixed development secret would let anyone forge sessions on an exposed dev box,
     # so it is generated once per checkout and kept beside the database.
-    _secret_file = BASE_DIR / "var" / "secret_key"
+    _secret_file = Path(VAR_DIR) / "secret_key"
     if "SECRET_KEY" not in env and "SECRET_KEY_FILE" not in env:
-        _secret_file.parent.mkdir(exist_ok=True)
+        _secret_file.parent.mkdir(parents=True, exist_ok=True)
         if not _secret_file.exists():
             import secrets
 
@@ -92,14 +96,12 @@ TEMPLATES = [
 WSGI_APPLICATION = "agentops_site.wsgi.application"
 
 DATABASES = {
-    "default": env.db_url(
-        "DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'agentops.sqlite3'}"
-    )
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{Path(VAR_DIR) / 'agentops.sqlite3'}")
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    (BASE_DIR / "var").mkdir(exist_ok=True)
+    Path(VAR_DIR).mkdir(parents=True, exist_ok=True)
     # WAL lets the pages read while ingestion writes; IMMEDIATE avoids the
     # "database is locked" upgrade deadlock between two writers.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -112,7 +114,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a file, not memory: the live server and the outage test need to
     # open and close real connections.
     DATABASES["default"].setdefault("TEST", {})["NAME"] = str(
-        BASE_DIR / "var" / f"test-{os.getpid()}.sqlite3"
+        Path(VAR_DIR) / f"test-{os.getpid()}.sqlite3"
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -169,12 +171,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(OTLP_MAX_BODY_BYTES, 2_621_440)
 PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000")
 
 REST_FRAMEWORK = {
+    # The key class comes first so that a missing or bad credential is a 401 with a
+    # WWW-Authenticate header, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "traces.api.authentication.IngestKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "traces.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]

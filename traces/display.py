@@ -67,7 +67,7 @@ def duration(ms: float | int | None) -> str:
         return f"{s:.2f} s"
     if s < 60:
         return f"{s:.1f} s"
-    total = int(round(s))
+    total = round(s)
     if total < 3600:
         return f"{total // 60} min {total % 60:02d} s"
     return f"{total // 3600} h {(total % 3600) // 60:02d} min"

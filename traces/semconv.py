@@ -262,6 +262,8 @@ TOOL_RESULT_KEYS = (
     "traceloop.entity.output",
     "langfuse.observation.output",
 )
+OI_TOOL_ARGS_KEYS = ("input.value", *TOOL_ARGS_KEYS)
+OI_TOOL_RESULT_KEYS = ("output.value", *TOOL_RESULT_KEYS)
 
 # Langfuse's lookup order, then the other conventions' names. Langfuse metadata
 # values are JSON-encoded ("\"abc\""); _id() unquotes them.
@@ -606,8 +608,14 @@ def map_span(raw: RawSpan) -> Neutral:
                 name = raw.name
         n.tool_name = name
         n.tool_call_id = _first_text(a, TOOL_CALL_ID_KEYS)
-        n.tool_arguments = _first_text(a, TOOL_ARGS_KEYS)
-        n.tool_result = _first_text(a, TOOL_RESULT_KEYS)
+        if "openinference.span.kind" in a:
+            # OpenInference's GenAI dual-emit writes the tool's parameter *schema* into
+            # gen_ai.tool.call.arguments; its own input.value holds the real arguments.
+            n.tool_arguments = _first_text(a, OI_TOOL_ARGS_KEYS)
+            n.tool_result = _first_text(a, OI_TOOL_RESULT_KEYS)
+        else:
+            n.tool_arguments = _first_text(a, TOOL_ARGS_KEYS)
+            n.tool_result = _first_text(a, TOOL_RESULT_KEYS)
 
     # ---- session, user (per span; the trace takes the first non-empty)
     _, r_session, r_user, n.service_name = _resource_ids(raw.resource)
@@ -736,15 +744,25 @@ def _message(m: Any, default_role: str) -> dict[str, Any] | None:
     }
 
 
+def _is_message(m: Any) -> bool:
+    return type(m) is dict and ("role" in m or "parts" in m or "content" in m)
+
+
+def _as_text_message(v: Any, role: str) -> list[dict[str, Any]]:
+    text = _text(v)
+    return [{"role": role, "content": text, "tool_calls": []}] if text else []
+
+
 def _messages(v: Any, default_role: str, finish: list[str] | None = None) -> list[dict]:
-    """A message list, a single message, an OpenAI request/response body, or text."""
-    v = _loads(v)
-    if type(v) is dict:
-        if isinstance(v.get("messages"), list):  # request bodies (OpenInference input.value)
-            v = v["messages"]
-        elif isinstance(v.get("choices"), list):  # OpenAI response bodies
+    """A message list, a single message, an OpenAI request/response body, or any other
+    value, which becomes one message holding the value's text as it was sent."""
+    parsed = _loads(v)
+    if type(parsed) is dict:
+        if isinstance(parsed.get("messages"), list):  # request bodies (OpenInference)
+            parsed = parsed["messages"]
+        elif isinstance(parsed.get("choices"), list):  # OpenAI response bodies
             out = []
-            for c in v["choices"]:
+            for c in parsed["choices"]:
                 if type(c) is dict:
                     if finish is not None and type(c.get("finish_reason")) is str:
                         finish.append(c["finish_reason"])
@@ -752,21 +770,18 @@ def _messages(v: Any, default_role: str, finish: list[str] | None = None) -> lis
                     if msg:
                         out.append(msg)
             return out
-        elif "role" not in v and "content" not in v and "parts" not in v:
-            return [{"role": default_role, "content": _text(v), "tool_calls": []}]
-        else:
-            v = [v]
-    if isinstance(v, list):
+        elif _is_message(parsed):
+            parsed = [parsed]
+    if isinstance(parsed, list) and any(_is_message(m) for m in parsed):
         out = []
-        for m in v:
+        for m in parsed:
             if finish is not None and type(m) is dict and type(m.get("finish_reason")) is str:
                 finish.append(m["finish_reason"])
             msg = _message(m, default_role)
             if msg:
                 out.append(msg)
         return out
-    msg = _message(v, default_role)
-    return [msg] if msg else []
+    return _as_text_message(v, default_role)
 
 
 def _system_text(v: Any) -> str:
@@ -942,6 +957,8 @@ def _extract(a: dict[str, Any], events: list[Any]) -> Messages:
             m.input = [x for x in m.input if x["role"] not in ("system", "developer")]
 
     reasons = a.get("gen_ai.response.finish_reasons")
+    if reasons is None:
+        reasons = a.get("llm.finish_reason")  # OpenInference
     if isinstance(reasons, list) and reasons:
         m.finish_reasons = [_text(r) for r in reasons]
     elif type(reasons) is str and reasons:

@@ -129,7 +129,7 @@ class Command(BaseCommand):
     # ---------------------------------------------------------------- set-up
 
     def _var(self, name: str) -> Path:
-        path = Path(settings.BASE_DIR) / "var" / name
+        path = Path(settings.VAR_DIR) / name
         path.parent.mkdir(exist_ok=True)
         return path
 
@@ -139,7 +139,11 @@ class Command(BaseCommand):
         username = "demo"
         pw_file = self._var("demo-password")
         user = User.objects.filter(username=username).first()
-        if user is None or not pw_file.exists():
+        if (
+            user is None
+            or not pw_file.exists()
+            or not user.check_password(pw_file.read_text().strip())
+        ):
             password = secrets.token_urlsafe(12)
             if user is None:
                 user = User.objects.create_superuser(username, "demo@example.com", password)

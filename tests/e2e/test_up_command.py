@@ -1,0 +1,96 @@
+"""The README's first command: `manage.py up` starts the console and demo traffic
+arrives through the real exporter, on a fresh SQLite database."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.live
+def test_up_starts_the_console_with_a_login_and_demo_traces(tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "VAR_DIR": str(tmp_path),
+        "AGENTOPS_ENV": "development",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DATABASE_URL", None)  # the embedded default: SQLite in VAR_DIR
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "up", "--port", str(port), "--history", "4", "--every", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            output.append(line)
+            if "demo runs of history" in line:
+                break
+        text = "".join(output)
+        assert "Sent 4 demo runs" in text, text
+        login = re.search(r"Log in\s+(\S+) / (\S+)", text)
+        assert login, text
+        key = re.search(r"Demo key\s+(ak_\S+)", text).group(1)
+
+        assert f"Database ready: {tmp_path / 'agentops.sqlite3'}" in text, text
+        db = sqlite3.connect(tmp_path / "agentops.sqlite3")
+        traces = db.execute("SELECT count(*), sum(span_count) FROM traces_trace").fetchone()
+        assert traces[0] == 4 and traces[1] >= 4 * 5
+        assert len(key) > 20
+        assert (tmp_path / "demo-password").read_text().strip() == login.group(2)
+
+        # The printed login works on the running server.
+        import http.cookiejar
+        import urllib.parse
+        import urllib.request
+
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        base = f"http://127.0.0.1:{port}"
+        page = opener.open(f"{base}/accounts/login/").read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        data = urllib.parse.urlencode(
+            {
+                "username": login.group(1),
+                "password": login.group(2),
+                "csrfmiddlewaretoken": token,
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"{base}/accounts/login/", data=data, headers={"Referer": f"{base}/accounts/login/"}
+        )
+        landed = opener.open(request)
+        assert "/accounts/login/" not in landed.geturl()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
