@@ -54,7 +54,7 @@ def test_the_list_has_the_documented_fields_newest_first(client_logged_in, proje
 
     assert body["count"] == 2
     assert [t["trace_id"] for t in body["results"]] == [newer, older]
-    assert LIST_FIELDS <= set(body["results"][0])
+    assert set(body["results"][0]) >= LIST_FIELDS
     assert Decimal(body["results"][0]["cost_usd"]) > 0
 
 
@@ -91,7 +91,7 @@ def test_the_detail_has_the_trace_and_its_spans(client_logged_in, project):
 
     assert body["trace_id"] == trace_id
     assert len(body["spans"]) == len(spans)
-    assert SPAN_FIELDS <= set(body["spans"][0])
+    assert set(body["spans"][0]) >= SPAN_FIELDS
     assert body["spans"][0]["parent_span_id"] == ""  # the root starts first
     tools = [s for s in body["spans"] if s["step"] == "tool"]
     assert [t["tool"] for t in tools] == ["lookup_order", "lookup_order"]
