@@ -26,12 +26,12 @@ import django
 
 django.setup()
 
-from django.db import connection  # noqa: E402
+from django.db import connection
 
-from traces import otlp, semconv  # noqa: E402
-from traces.ingest import span_batch_ingest  # noqa: E402
-from traces.models import Project  # noqa: E402
-from traces.pricing import PriceBook  # noqa: E402
+from traces import otlp, semconv
+from traces.ingest import span_batch_ingest
+from traces.models import Project
+from traces.pricing import PriceBook
 
 
 def load_bodies(folder: Path) -> list[bytes]:
