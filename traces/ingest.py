@@ -172,7 +172,6 @@ class _TraceDelta:
     trace_id: str
     root_span_id: str = ""
     name: str = ""
-    root_name_from_root: bool = False
     agent: str = ""
     agent_version: str = ""
     service_name: str = ""
@@ -192,6 +191,7 @@ class _TraceDelta:
     session_id: str = ""
     user_id: str = ""
     first_agent_start: int = 0
+    agent_from_root: bool = False
 
 
 def span_batch_ingest(
@@ -391,16 +391,18 @@ def _trace_deltas(items) -> list[_TraceDelta]:
             d.root_status = n.status
             if n.agent:
                 d.agent = n.agent
+                d.agent_from_root = True
             if n.agent_version:
                 d.agent_version = n.agent_version
             d.service_name = n.service_name or d.service_name
         else:
             if not d.name:
                 d.name = raw.name
-            # Without the root, the earliest agent span names the run.
+            # Unless the root names an agent, the earliest agent span names the run
+            # (workflow roots of some clients carry no agent name).
             if (
                 n.agent
-                and not d.root_span_id
+                and not d.agent_from_root
                 and (not d.agent or raw.start_ns < d.first_agent_start)
             ):
                 d.agent = n.agent

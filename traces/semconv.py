@@ -184,6 +184,13 @@ def _base_kind(a: dict[str, Any]) -> str:
     for key in _MODEL_MARKERS:
         if a.get(key):
             return LLM
+    # An agent name and nothing else: a hand-made or Logfire/Pydantic AI agent run span.
+    # Not on OpenLLMetry spans: its SDK copies gen_ai.agent.name onto every span below
+    # an @agent, HTTP client spans included.
+    if (a.get("gen_ai.agent.name") or a.get("agent_name")) and (
+        "traceloop.workflow.name" not in a and "traceloop.span.kind" not in a
+    ):
+        return AGENT
     return OTHER
 
 
@@ -202,7 +209,7 @@ MODEL_KEYS = (
     "model",
 )
 PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
-AGENT_KEYS = ("gen_ai.agent.name", "agent.name")
+AGENT_KEYS = ("gen_ai.agent.name", "agent.name", "agent_name")
 AGENT_VERSION_KEYS = ("gen_ai.agent.version", "agentops.agent.version")
 PROMPT_VERSION_KEYS = ("agentops.prompt.version", "langfuse.observation.prompt.version")
 
@@ -254,6 +261,7 @@ TOOL_ARGS_KEYS = (
     "input.value",
     "traceloop.entity.input",
     "langfuse.observation.input",
+    "tool_arguments",  # Pydantic AI (Logfire) before it adopted gen_ai.tool.call.*
 )
 TOOL_RESULT_KEYS = (
     "gen_ai.tool.call.result",
@@ -261,6 +269,7 @@ TOOL_RESULT_KEYS = (
     "output.value",
     "traceloop.entity.output",
     "langfuse.observation.output",
+    "tool_response",
 )
 OI_TOOL_ARGS_KEYS = ("input.value", *TOOL_ARGS_KEYS)
 OI_TOOL_RESULT_KEYS = ("output.value", *TOOL_RESULT_KEYS)
@@ -337,6 +346,7 @@ def _first_id(a: dict[str, Any], keys: tuple[str, ...]) -> str:
 # The resource dict is shared by every span of a ResourceSpans block, so what we read
 # from it is remembered for the last one seen (one tuple, replaced atomically).
 _resource_memo: tuple[Any, str, str, str] = (None, "", "", "")
+_NO_RESOURCE: dict[str, Any] = {}
 
 
 def _resource_ids(r: dict[str, Any]) -> tuple[Any, str, str, str]:
@@ -389,7 +399,9 @@ def _decimal(v: Any) -> Decimal | None:
     if v is None or type(v) is bool:
         return None
     try:
-        d = Decimal(str(v)) if type(v) is float else Decimal(v)
+        # Floats keep the 15 significant digits a double holds: OpenLIT's
+        # 1.8599999999999998e-05 is 0.0000186.
+        d = Decimal(f"{v:.15g}") if type(v) is float else Decimal(v)
     except (InvalidOperation, TypeError, ValueError):
         return None
     if not d.is_finite() or d < 0:
@@ -408,6 +420,24 @@ def _json_obj(v: Any) -> dict[str, Any] | None:
             return None
         return d if type(d) is dict else None
     return None
+
+
+def _unwrap_call(text: str) -> str:
+    """`{"args": [], "kwargs": {...}}` → the kwargs object as JSON.
+
+    The Traceloop and Langfuse decorators record a Python call this way; with keyword
+    arguments only, the kwargs object *is* the tool's argument object (what a tool
+    contract validates). Positional arguments keep the wrapper: their names are unknown.
+    """
+    if not text.startswith('{"args": [], "kwargs": '):
+        return text
+    try:
+        d = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+    if type(d) is dict and len(d) == 2 and type(d.get("kwargs")) is dict:
+        return orjson.dumps(d["kwargs"]).decode()
+    return text
 
 
 def _error_type(v: str) -> str:
@@ -614,11 +644,11 @@ def map_span(raw: RawSpan) -> Neutral:
             n.tool_arguments = _first_text(a, OI_TOOL_ARGS_KEYS)
             n.tool_result = _first_text(a, OI_TOOL_RESULT_KEYS)
         else:
-            n.tool_arguments = _first_text(a, TOOL_ARGS_KEYS)
+            n.tool_arguments = _unwrap_call(_first_text(a, TOOL_ARGS_KEYS))
             n.tool_result = _first_text(a, TOOL_RESULT_KEYS)
 
     # ---- session, user (per span; the trace takes the first non-empty)
-    _, r_session, r_user, n.service_name = _resource_ids(raw.resource)
+    _, r_session, r_user, n.service_name = _resource_ids(raw.resource or _NO_RESOURCE)
     n.session_id = _first_id(a, SESSION_KEYS) or r_session
     n.user_id = _first_id(a, USER_KEYS) or r_user
 
@@ -629,7 +659,9 @@ def map_span(raw: RawSpan) -> Neutral:
         n.status = "ok"
     message = raw.status_message or _text(a.get("langfuse.observation.status_message"))
     etype = _text(a.get("error.type"))
-    if raw.events and (not etype or not message):
+    # Exception events only explain a failure: a handled exception is recorded on a
+    # span that still succeeded (seen from the Node SDK's recordException).
+    if n.status == "error" and raw.events and (not etype or not message):
         for ev in raw.events:
             if ev.get("name") == "exception":
                 ea = ev.get("attributes") or {}
@@ -665,6 +697,9 @@ def _loads(v: Any) -> Any:
     return v
 
 
+_MEDIA_PARTS = frozenset({"blob", "file", "uri", "image", "image_url", "input_audio", "audio"})
+
+
 def _parts_text(parts: list[Any], calls: list[dict[str, Any]]) -> str:
     """OTel message parts / OpenAI or Anthropic content blocks → text; tool calls to `calls`."""
     texts = []
@@ -688,10 +723,10 @@ def _parts_text(parts: list[Any], calls: list[dict[str, Any]]) -> str:
             texts.append(_content(resp, calls) if isinstance(resp, list) else _text(resp))
         elif ptype in ("reasoning", "thinking"):
             continue
+        elif ptype in _MEDIA_PARTS:  # base64 or references: not text to show
+            texts.append(f"[{ptype}]")
         else:
             t = p.get("content", p.get("text"))
-            if t is None and ptype in ("blob", "file", "uri", "image_url", "image"):
-                t = f"[{ptype}]"
             if t is not None:
                 texts.append(_text(t))
     return "\n".join(texts)
@@ -949,16 +984,19 @@ def _extract(a: dict[str, Any], events: list[Any]) -> Messages:
             if not m.output and a.get(out_key) not in (None, ""):
                 m.output = _messages(a[out_key], "assistant", finish)
 
-    # System instructions given as a message (OpenAI, deprecated events) are moved out.
-    if not m.system:
-        systems = [x["content"] for x in m.input if x["role"] in ("system", "developer")]
-        if systems:
-            m.system = "\n".join(systems)
-            m.input = [x for x in m.input if x["role"] not in ("system", "developer")]
+    # System instructions sent as messages (OpenAI shape, deprecated events) are moved
+    # out of the input; OpenLIT sends them both ways, so a copy is not repeated.
+    systems = [x["content"] for x in m.input if x["role"] in ("system", "developer")]
+    if systems:
+        m.input = [x for x in m.input if x["role"] not in ("system", "developer")]
+        extra = [t for t in systems if t and t not in m.system]
+        if extra:
+            m.system = "\n".join([m.system, *extra] if m.system else extra)
 
     reasons = a.get("gen_ai.response.finish_reasons")
     if reasons is None:
         reasons = a.get("llm.finish_reason")  # OpenInference
+    reasons = _loads(reasons)  # Logfire sends the list as a JSON string
     if isinstance(reasons, list) and reasons:
         m.finish_reasons = [_text(r) for r in reasons]
     elif type(reasons) is str and reasons:

@@ -10,6 +10,7 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 
 from traces.models import Step, TraceStatus
 from traces.selectors import (
@@ -37,7 +38,7 @@ def home(request):
     return redirect("trace-list")
 
 
-def _exporter_setup(request) -> dict:
+def _exporter_setup() -> dict:
     """What the empty states tell a new user to configure."""
     return {
         "otlp_endpoint": settings.PUBLIC_URL.rstrip("/") + "/v1/traces",
@@ -68,7 +69,7 @@ def trace_list_page(request):
             "statuses": TraceStatus.choices,
             "current_project": filters.project,
             "nav": "traces",
-            **_exporter_setup(request),
+            **_exporter_setup(),
         },
     )
 
@@ -97,11 +98,20 @@ def span_detail_partial(request, slug: str, trace_id: str, span_id: str):
     span = span_get_for_trace(trace=trace, span_id=span_id)
     if span is None:
         raise Http404("No such span")
-    return render(
+    # The timeline fetches the bare partial; opened directly (new tab, no JS) it gets a page.
+    fragment = request.headers.get("X-Requested-With") == "XMLHttpRequest"
+    response = render(
         request,
-        "traces/partials/span_detail.html",
-        {"trace": trace, "detail": span_detail(span=span, trace=trace)},
+        "traces/partials/span_detail.html" if fragment else "traces/span_page.html",
+        {
+            "trace": trace,
+            "detail": span_detail(span=span, trace=trace),
+            "current_project": trace.project.slug,
+            "nav": "traces",
+        },
     )
+    patch_vary_headers(response, ["X-Requested-With"])
+    return response
 
 
 def session_page(request, slug: str, session_id: str):

@@ -109,6 +109,27 @@ def test_a_failed_root_marks_the_trace_as_error(project):
     assert trace.error_count == 2
 
 
+def test_a_root_without_an_agent_name_takes_the_first_agent_below_it(project):
+    trace_id, root = new_trace_id(), new_span_id()
+    spans = [
+        raw_span(trace_id=trace_id, span_id=root, name="workflow", start=T0),
+        raw_span(
+            trace_id=trace_id,
+            parent_span_id=root,
+            start=T0 + timedelta(seconds=2),
+            attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "late"},
+        ),
+        raw_span(
+            trace_id=trace_id,
+            parent_span_id=root,
+            start=T0 + timedelta(seconds=1),
+            attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner"},
+        ),
+    ]
+    span_batch_ingest(project_id=project.pk, spans=spans)
+    assert Trace.objects.get().agent == "planner"
+
+
 def test_tokens_are_summed_over_model_calls_only(project):
     """An agent span that repeats its children's usage must not double the total."""
     trace_id, root = new_trace_id(), new_span_id()
