@@ -48,3 +48,9 @@ def outsider_client(outsider):
     client = Client()
     client.force_login(outsider)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # The real hasher costs ~0.3 s per user; what is tested here is not its strength.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

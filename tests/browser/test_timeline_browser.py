@@ -39,6 +39,11 @@ def browser():
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         yield b
         b.close()
+        # Inside Playwright's event loop Django hands this context its own database
+        # connection; close it, or the test database cannot be dropped afterwards.
+        from django.db import connections
+
+        connections.close_all()
 
 
 def test_selecting_a_span_shows_its_tool_arguments(
