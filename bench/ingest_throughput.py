@@ -90,6 +90,8 @@ def one_run(args, run: int) -> dict:
             f"127.0.0.1:{args.port}",
             "--workers",
             str(args.workers),
+            "--no-control-socket",
+            *(["--preload"] if args.preload else []),
             "--worker-class",
             args.worker_class,
             *(["--threads", str(args.threads)] if args.worker_class == "gthread" else []),
@@ -182,6 +184,12 @@ def main() -> None:
     p.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true", help="OTLP/JSON instead of protobuf")
+    p.add_argument(
+        "--preload",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gunicorn --preload (as `manage.py up` runs it)",
+    )
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     p.add_argument(

@@ -62,6 +62,10 @@ class Command(BaseCommand):
                 f"{host}:{port}",
                 "--workers",
                 str(workers),
+                "--no-control-socket",
+                # Import once in the master: workers share its memory and answer their
+                # first requests without a cold start.
+                "--preload",
                 "--access-logfile",
                 "-",
                 "--access-logformat",
