@@ -97,9 +97,17 @@ class ModelPriceOverrideAdmin(admin.ModelAdmin):
     search_fields = ["model", "provider", "note"]
     list_filter = ["provider"]
 
-    @admin.display(description="Packaged price data")
+    @admin.display(description="Packaged price data ($/M tokens)")
     def packaged_price(self, obj):
-        return price_lookup(provider=obj.provider, model=obj.model) or "not in price data"
+        info = price_lookup(provider=obj.provider, model=obj.model)
+        if info is None:
+            return "not in price data"
+        cached = (
+            f", cached {info.cached_input_per_mtok}"
+            if info.cached_input_per_mtok is not None
+            else ""
+        )
+        return f"{info.model_id}: in {info.input_per_mtok}, out {info.output_per_mtok}{cached}"
 
 
 @admin.register(Trace)
