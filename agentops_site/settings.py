@@ -191,6 +191,62 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+# ------------------------------------------------------------------ Celery
+# Production: Redis (CELERY_BROKER_URL=redis://…). The embedded default needs no server:
+# kombu's filesystem transport, folders under VAR_DIR, shared by web, worker and beat.
+_broker_dir = Path(VAR_DIR) / "broker"
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL == "filesystem://":
+    for _sub in ("out", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "out"),
+        "data_folder_out": str(_broker_dir / "out"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True  # a task killed mid-way runs again; every task is idempotent
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_BEAT_SCHEDULE_FILENAME = str(Path(VAR_DIR) / "celerybeat-schedule")
+CELERY_TIMEZONE = "UTC"
+
+# The one place the periodic work is declared. Each interval task expires before its
+# next run, so a worker that was down does not find a backlog of identical runs.
+ROLLUP_EVERY_SECONDS = env.int("ROLLUP_EVERY_SECONDS", default=30)
+EVALUATE_EVERY_SECONDS = env.int("EVALUATE_EVERY_SECONDS", default=60)
+CELERY_BEAT_SCHEDULE = {
+    "rollup-spans": {
+        "task": "traces.tasks.rollup_spans",
+        "schedule": ROLLUP_EVERY_SECONDS,
+        "options": {"expires": ROLLUP_EVERY_SECONDS},
+    },
+    "evaluate-budgets": {
+        "task": "budgets.tasks.evaluate_budgets",
+        "schedule": EVALUATE_EVERY_SECONDS,
+        "options": {"expires": EVALUATE_EVERY_SECONDS},
+    },
+    "retry-stuck-deliveries": {
+        "task": "budgets.tasks.deliver_pending",
+        "schedule": 300,
+        "options": {"expires": 300},
+    },
+}
+
+# ------------------------------------------------------------------ alerts
+# SMTP for email alerts, e.g. smtp://user:password@mail.example.com:587/?tls=True
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="AgentOps Console <alerts@localhost>")
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# Webhook and Slack URLs that resolve to private, loopback or link-local addresses are
+# refused unless this is true (a console inside a private network may need it).
+ALERTS_ALLOW_PRIVATE_URLS = env.bool("ALERTS_ALLOW_PRIVATE_URLS", default=False)
+ALERT_HTTP_TIMEOUT = env.int("ALERT_HTTP_TIMEOUT", default=10)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

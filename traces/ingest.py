@@ -29,7 +29,7 @@ import orjson
 from django.db import connection, transaction
 
 from traces import semconv
-from traces.models import SpanStatus, Step, TraceStatus
+from traces.models import IngestBatch, SpanStatus, Step, TraceStatus
 from traces.otlp import RawSpan
 from traces.pricing import PriceBook
 
@@ -82,6 +82,7 @@ SPAN_COLUMNS = (
     "resource",
     "scope",
     "received_at",
+    "batch_id",
 )
 
 TRACE_COLUMNS = (
@@ -292,6 +293,11 @@ def span_batch_ingest(
         )
 
     with transaction.atomic():
+        # The batch tells the rollup task which spans it has not folded yet.
+        batch_id = IngestBatch.objects.create(
+            project_id=project_id, received_at=received_at, span_count=len(values)
+        ).pk
+        values = [(*row, batch_id) for row in values]
         new_keys = _insert_spans(values)
         result.stored = len(new_keys)
         result.duplicates = len(rows) - len(new_keys)

@@ -156,6 +156,7 @@ class Span(models.Model):
     resource = models.JSONField(default=dict)
     scope = models.JSONField(default=dict)
     received_at = models.DateTimeField()
+    batch_id = models.BigIntegerField(null=True, blank=True, help_text="IngestBatch of arrival")
 
     class Meta:
         constraints = [
@@ -164,8 +165,10 @@ class Span(models.Model):
             ),
         ]
         indexes = [
-            # Rollups (next) read spans by arrival; also serves "recently received".
-            models.Index(fields=["received_at"], name="span_received_idx"),
+            # The rollup task reads the spans of the batches it claimed.
+            models.Index(fields=["batch_id"], name="span_batch_idx"),
+            # Rebuilding rollups and cost by time read spans by start.
+            models.Index(fields=["project", "started_at"], name="span_project_started_idx"),
         ]
 
     def __str__(self) -> str:
@@ -284,3 +287,73 @@ class ModelPriceOverride(models.Model):
     def __str__(self) -> str:
         who = f"{self.provider}/" if self.provider else ""
         return f"{who}{self.model} from {self.effective_from:%Y-%m-%d}"
+
+
+class IngestBatch(models.Model):
+    """One accepted ingest request whose spans are not yet folded into the rollups.
+
+    Written in the ingest transaction, claimed and deleted by the rollup task in its own
+    transaction (SELECT … FOR UPDATE SKIP LOCKED on PostgreSQL): spans are counted
+    exactly once, with no time-based watermark that a slow transaction could slip
+    under, and two workers never fold the same batch.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    received_at = models.DateTimeField()
+    span_count = models.IntegerField()
+
+    def __str__(self) -> str:
+        return f"batch {self.pk} ({self.span_count} spans)"
+
+
+class Rollup(models.Model):
+    """Spans folded into 15-minute buckets per project × agent × model × service ×
+    agent version × prompt version.
+
+    Fifteen minutes because every time zone's offset is a multiple of it, so an
+    envelope's hour, day, week and month in any zone is an exact sum of buckets.
+    Latency histograms are sparse log-scale bin counts (traces.rollups.Histogram) that
+    add up across buckets, so percentiles over any window come from here.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    bucket_start = models.DateTimeField()
+    agent = models.CharField(max_length=200, blank=True, default="")
+    model = models.CharField(max_length=200, blank=True, default="")
+    service_name = models.CharField(max_length=200, blank=True, default="")
+    agent_version = models.CharField(max_length=100, blank=True, default="")
+    prompt_version = models.CharField(max_length=100, blank=True, default="")
+    span_count = models.BigIntegerField(default=0)
+    trace_count = models.BigIntegerField(default=0, help_text="Root spans (runs)")
+    error_count = models.BigIntegerField(default=0)
+    run_error_count = models.BigIntegerField(default=0)
+    llm_call_count = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cached_input_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_usd = money_field(default=0)
+    unpriced_count = models.BigIntegerField(default=0)
+    span_latency = models.JSONField(default=dict, help_text="Histogram of span durations")
+    run_latency = models.JSONField(default=dict, help_text="Histogram of run (root) durations")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "project",
+                    "bucket_start",
+                    "agent",
+                    "model",
+                    "service_name",
+                    "agent_version",
+                    "prompt_version",
+                ],
+                name="rollup_unique_bucket_group",
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "bucket_start"], name="rollup_project_bucket")]
+
+    def __str__(self) -> str:
+        return f"{self.bucket_start:%Y-%m-%d %H:%M} {self.agent}/{self.model}"

@@ -154,3 +154,101 @@ def agent_names_for_projects(*, projects: QuerySet[Project]) -> list[str]:
         .values_list("agent", flat=True)
         .distinct()
     )
+
+
+# ------------------------------------------------------------------ rollups
+
+
+@dataclass
+class RollupTotals:
+    """Sums over a window of rollups, with merged latency histograms."""
+
+    span_count: int = 0
+    trace_count: int = 0
+    error_count: int = 0
+    run_error_count: int = 0
+    llm_call_count: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    unpriced_count: int = 0
+    span_latency: dict | None = None
+    run_latency: dict | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def run_latency_ms(self, q: float) -> float | None:
+        from traces.rollups import Histogram
+
+        return Histogram.quantile(self.run_latency or {}, q)
+
+    def span_latency_ms(self, q: float) -> float | None:
+        from traces.rollups import Histogram
+
+        return Histogram.quantile(self.span_latency or {}, q)
+
+    @property
+    def run_error_rate(self) -> float | None:
+        return self.run_error_count / self.trace_count if self.trace_count else None
+
+
+def rollup_queryset(
+    *,
+    project_id: int,
+    start: datetime,
+    end: datetime,
+    agent: str = "",
+    model: str = "",
+    service_name: str = "",
+):
+    """Rollup rows of a project with bucket_start in [start, end), optionally narrowed."""
+    from traces.models import Rollup
+
+    qs = Rollup.objects.filter(project_id=project_id, bucket_start__gte=start, bucket_start__lt=end)
+    if agent:
+        qs = qs.filter(agent=agent)
+    if model:
+        qs = qs.filter(model=model)
+    if service_name:
+        qs = qs.filter(service_name=service_name)
+    return qs
+
+
+def rollup_totals(
+    *,
+    project_id: int,
+    start: datetime,
+    end: datetime,
+    agent: str = "",
+    model: str = "",
+    service_name: str = "",
+    with_latency: bool = True,
+) -> RollupTotals:
+    """Totals over [start, end): sums in the database, histograms merged in Python."""
+    from django.db.models import Sum
+
+    from traces.rollups import SUM_FIELDS, Histogram
+
+    qs = rollup_queryset(
+        project_id=project_id,
+        start=start,
+        end=end,
+        agent=agent,
+        model=model,
+        service_name=service_name,
+    )
+    sums = qs.aggregate(**{f: Sum(f) for f in SUM_FIELDS})
+    totals = RollupTotals(**{k: (v or 0) for k, v in sums.items()})
+    totals.cost_usd = Decimal(totals.cost_usd or 0)
+    if with_latency:
+        span_hist: dict = {}
+        run_hist: dict = {}
+        for span_h, run_h in qs.values_list("span_latency", "run_latency").iterator():
+            Histogram.merge(span_hist, span_h)
+            Histogram.merge(run_hist, run_h)
+        totals.span_latency, totals.run_latency = span_hist, run_hist
+    return totals
