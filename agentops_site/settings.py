@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "traces",
     "budgets",
+    "agentops_site",  # site-wide management commands (up)
 ]
 
 MIDDLEWARE = [

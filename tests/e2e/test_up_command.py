@@ -25,13 +25,14 @@ def free_port() -> int:
 
 
 @pytest.mark.live
-def test_up_starts_the_console_with_a_login_and_demo_traces(tmp_path):
+def test_up_starts_the_console_worker_and_beat_with_a_login_and_demo_traces(tmp_path):
     port = free_port()
     env = {
         **os.environ,
         "VAR_DIR": str(tmp_path),
         "AGENTOPS_ENV": "development",
         "PYTHONUNBUFFERED": "1",
+        "ROLLUP_EVERY_SECONDS": "2",
     }
     env.pop("DATABASE_URL", None)  # the embedded default: SQLite in VAR_DIR
     proc = subprocess.Popen(
@@ -65,6 +66,17 @@ def test_up_starts_the_console_with_a_login_and_demo_traces(tmp_path):
         assert traces[0] == 4 and traces[1] >= 4 * 5
         assert len(key) > 20
         assert (tmp_path / "demo-password").read_text().strip() == login.group(2)
+
+        # Beat and the worker run beside the web server, on the serverless broker: the
+        # spans get folded into rollups without anyone calling the task.
+        deadline = time.monotonic() + 60
+        folded = 0
+        while time.monotonic() < deadline and folded < traces[1]:
+            folded = db.execute(
+                "SELECT coalesce(sum(span_count), 0) FROM traces_rollup"
+            ).fetchone()[0]
+            time.sleep(0.5)
+        assert folded == traces[1]
 
         # The printed login works on the running server.
         import http.cookiejar

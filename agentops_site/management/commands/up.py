@@ -1,8 +1,10 @@
 """`python manage.py up`: everything a newcomer needs, in one process tree.
 
 Migrates, makes sure a demo login and a demo project with an ingest key exist, starts
-the web server (gunicorn), and sends demo agent traffic through the real OTLP
-exporter: a day of backdated history first, then a run every few seconds.
+the web server (gunicorn), a Celery worker and Celery beat (on the broker of
+CELERY_BROKER_URL: by default a folder under VAR_DIR, no server needed), and sends demo
+agent traffic through the real OTLP exporter: a day of backdated history first, then
+a run every few seconds.
 """
 
 from __future__ import annotations
@@ -73,7 +75,14 @@ class Command(BaseCommand):
             ],
             env=env,
         )
-        children = [web]
+        celery = [sys.executable, "-m", "celery", "-A", "agentops_site"]
+        worker = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            [*celery, "worker", "--loglevel", "WARNING", "--concurrency", "2"], env=env
+        )
+        beat = subprocess.Popen(  # noqa: S603
+            [*celery, "beat", "--loglevel", "WARNING"], env=env
+        )
+        children = [web, worker, beat]
         stop = threading.Event()
 
         def shutdown(*_):
@@ -84,7 +93,8 @@ class Command(BaseCommand):
 
         if not self._wait_until_up(f"{base}/healthz", web):
             self.stderr.write("The web server did not start; see its output above.")
-            web.terminate()
+            for child in children:
+                child.terminate()
             sys.exit(1)
 
         self.stdout.write(
@@ -95,6 +105,8 @@ class Command(BaseCommand):
                 f"  Admin     {base}/admin/\n"
                 f"  OTLP      {base}/v1/traces\n"
                 f"  Demo key  {key}\n"
+                f"  Worker    Celery worker and beat on {settings.CELERY_BROKER_URL.split('@')[-1]}"
+                " (rollups, budgets, alerts)\n"
                 "  Point an agent at it:\n"
                 f"    export OTEL_EXPORTER_OTLP_TRACES_ENDPOINT={base}/v1/traces\n"
                 f"    export OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20{key}\n"

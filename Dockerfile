@@ -1,0 +1,26 @@
+# The console's image: web (gunicorn), Celery worker and beat all run from it.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VAR_DIR=/var/lib/agentops \
+    STATIC_ROOT=/app/staticfiles
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY agentops_site ./agentops_site
+COPY traces ./traces
+COPY budgets ./budgets
+RUN pip install .
+COPY manage.py ./
+COPY templates ./templates
+COPY static ./static
+# Static files are collected at build time; a throwaway key is enough for that.
+RUN AGENTOPS_ENV=production SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v0
+
+RUN useradd --system --home /app agentops && mkdir -p $VAR_DIR && chown agentops $VAR_DIR
+USER agentops
+EXPOSE 8000
+CMD ["gunicorn", "agentops_site.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--preload", "--no-control-socket", "--access-logfile", "-"]
