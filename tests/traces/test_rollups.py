@@ -145,7 +145,7 @@ def test_two_workers_folding_at_once_count_every_span_once(project):
     def work():
         try:
             rollup_pending(max_batches=3)
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
         finally:
             connection.close()
