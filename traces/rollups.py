@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import orjson
 from django.db import connection, transaction
 from django.db.models import Q
 
@@ -45,6 +46,10 @@ SUM_FIELDS = (
     "cost_usd",
     "unpriced_count",
 )
+
+
+def _json(value) -> str:
+    return orjson.dumps(value).decode()
 
 
 def bucket_floor(dt: datetime) -> datetime:
@@ -236,36 +241,59 @@ def _apply(acc: dict, *, fresh: bool = False) -> int:
             batch_size=2000,
         )
         return len(acc)
+    # One upsert per chunk: sums added in SQL, histograms merged in SQL (bin counts
+    # added key by key), rows locked in key order. Nothing is read back into Python.
     keys = sorted(acc, key=lambda k: (k[0], k[1], *k[2:]))
-    # Make sure every row exists, then lock them in key order and add.
-    Rollup.objects.bulk_create(
-        [
-            Rollup(
-                project_id=k[0],
-                bucket_start=k[1],
-                **dict(zip(GROUP_FIELDS, k[2:], strict=True)),
-            )
-            for k in keys
-        ],
-        ignore_conflicts=True,
-    )
-    cond = Q()
+    adapt_dt = connection.ops.adapt_datetimefield_value
+    adapt_money = connection.ops.adapt_decimalfield_value
+    now = adapt_dt(datetime.now(UTC))
+    columns = ("project_id", "bucket_start", *GROUP_FIELDS, *SUM_FIELDS)
+    columns += ("span_latency", "run_latency", "updated_at")
+    rows = []
     for k in keys:
-        cond |= Q(project_id=k[0], bucket_start=k[1], **dict(zip(GROUP_FIELDS, k[2:], strict=True)))
-    qs = Rollup.objects.filter(cond).order_by("pk")
-    if connection.features.has_select_for_update:
-        qs = qs.select_for_update()
-    rows = {(r.project_id, r.bucket_start, *(getattr(r, f) for f in GROUP_FIELDS)): r for r in qs}
-    for key, a in acc.items():
-        row = rows[key]
-        for name, value in a.sums.items():
-            setattr(row, name, getattr(row, name) + value)
-        row.span_latency = Histogram.merge(dict(row.span_latency), a.span_latency)
-        row.run_latency = Histogram.merge(dict(row.run_latency), a.run_latency)
-    Rollup.objects.bulk_update(
-        list(rows.values()), [*SUM_FIELDS, "span_latency", "run_latency", "updated_at"]
-    )
+        a = acc[k]
+        sums = [a.sums[f] for f in SUM_FIELDS]
+        sums[SUM_FIELDS.index("cost_usd")] = adapt_money(a.sums["cost_usd"], 20, 10)
+        rows.append(
+            (k[0], adapt_dt(k[1]), *k[2:], *sums, _json(a.span_latency), _json(a.run_latency), now)
+        )
+    t = "traces_rollup"
+    updates = [f"{f} = {t}.{f} + excluded.{f}" for f in SUM_FIELDS]
+    updates += [f"{h} = {_hist_merge_sql(f'{t}.{h}', f'excluded.{h}')}" for h in HISTOGRAMS]
+    updates.append("updated_at = excluded.updated_at")
+    conflict = ", ".join(("project_id", "bucket_start", *GROUP_FIELDS))
+    placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    per_statement = 30000 // len(columns)
+    with connection.cursor() as cursor:
+        for i in range(0, len(rows), per_statement):
+            chunk = rows[i : i + per_statement]
+            cursor.execute(
+                f"INSERT INTO {t} ({', '.join(columns)}) VALUES "
+                + ", ".join([placeholder] * len(chunk))
+                + f" ON CONFLICT ({conflict}) DO UPDATE SET {', '.join(updates)}",
+                [v for row in chunk for v in row],
+            )
     return len(rows)
+
+
+HISTOGRAMS = ("span_latency", "run_latency")
+
+
+def _hist_merge_sql(left: str, right: str) -> str:
+    """SQL adding two JSON histograms bin by bin ({"12": 3} + {"12": 1, "13": 2})."""
+    if connection.vendor == "postgresql":
+        return (
+            "(SELECT coalesce(jsonb_object_agg(k, n), '{}'::jsonb) FROM ("
+            "SELECT k, sum(v) AS n FROM ("
+            f"SELECT key AS k, value::numeric AS v FROM jsonb_each({left}) UNION ALL "
+            f"SELECT key, value::numeric FROM jsonb_each({right})) AS u GROUP BY k) AS g)"
+        )
+    return (
+        "(SELECT coalesce(json_group_object(k, n), '{}') FROM ("
+        "SELECT k, sum(v) AS n FROM ("
+        f"SELECT key AS k, value AS v FROM json_each({left}) UNION ALL "
+        f"SELECT key, value FROM json_each({right})) GROUP BY k))"
+    )
 
 
 def rollup_pending(*, max_batches: int = 200, max_rounds: int = 50) -> RollupResult:
