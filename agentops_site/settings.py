@@ -90,6 +90,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "traces.context_processors.console",
+                "budgets.context_processors.alerts",
             ],
         },
     },

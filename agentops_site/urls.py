@@ -36,5 +36,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/", include("traces.api.urls")),
+    path("api/", include("budgets.api.urls")),
     path("", include("traces.urls")),
+    path("", include("budgets.urls")),
 ]

@@ -1,0 +1,18 @@
+from django.urls import path
+
+from budgets.api import views
+
+urlpatterns = [
+    path("budgets/", views.EnvelopeListView.as_view(), name="api-budget-list"),
+    path("budgets/<int:pk>/", views.EnvelopeDetailView.as_view(), name="api-budget-detail"),
+    path("channels/", views.ChannelListView.as_view(), name="api-channel-list"),
+    path("channels/<int:pk>/", views.ChannelDetailView.as_view(), name="api-channel-detail"),
+    path("alerts/", views.AlertListView.as_view(), name="api-alert-list"),
+    path("alerts/<int:pk>/", views.AlertDetailView.as_view(), name="api-alert-detail"),
+    path(
+        "alerts/<int:pk>/acknowledge/",
+        views.AlertAcknowledgeView.as_view(),
+        name="api-alert-acknowledge",
+    ),
+    path("cost/", views.CostSeriesView.as_view(), name="api-cost"),
+]

@@ -1,0 +1,888 @@
+"""Budget evaluation: envelopes × rollups → usage, forecast, state, alerts.
+
+`budgets_evaluate_all()` is what the periodic task runs; `budget_evaluate()` evaluates
+one envelope (the admin's "evaluate now"). Both are plain functions; both are safe to
+run concurrently with themselves and each other.
+
+Where the numbers come from
+---------------------------
+- cost (USD), tokens (input + output), p95 run latency (s) and error rate (% of runs
+  whose root span failed) come from the 15-minute rollups of the period
+  (`period_bounds`), narrowed by agent, model and service. Envelopes are grouped by
+  (project, period bounds): one aggregate query per group, grouped by agent × model ×
+  service, serves every envelope of the group, whose narrowed sums are added up in
+  Python (plus one query of latency histograms when the group holds a p95 budget).
+- an envelope narrowed to a user or a session (`attribute`) is computed from the
+  Trace table instead, since rollups have no user or session dimension: a run counts
+  in the period in which it started, wholly for the trace's own agent and service
+  (rollups attribute each model call to its own span), runs are traces whose root
+  span has arrived, and p95 is taken from the run durations through the same
+  log-scale histogram as the rollups.
+- per-run caps (cost or duration of one run) read the Trace table too: the value is
+  the worst run that started in the period; the alert lists the runs at or above the
+  cap, most expensive (or longest) first.
+
+Spans are bucketed by their start, so a span that arrives late still counts in its
+own bucket and period. So that a period that has just ended is not left with its last
+minutes unchecked, calendar envelopes also re-measure their previous period during
+the first GRACE after it ends and raise its missing threshold and run-cap alerts (the
+state always describes the current period).
+
+Forecast
+--------
+Linear pace: value / elapsed fraction of the period, for cost and token budgets on
+calendar periods only, and only once 10 % of the period and at least one 15-minute
+bucket have passed (an hour-old month says nothing about the month). It feeds the
+state and alerts only when the envelope's `forecast` is on.
+
+State
+-----
+- exceeded: value ≥ limit;
+- warning: value ≥ the lowest threshold below 100 % of the limit, or (forecast on)
+  the forecast is above the limit;
+- ok otherwise.
+A change of state is a `StateChange` row, written only by the evaluator whose
+compare-and-set on (state, last_period_start) moved the envelope: two evaluators never
+record the same transition. A new calendar period is measured from zero, so it
+starts clean: an exceeded envelope goes back to ok at the turn of the month.
+
+Alerts
+------
+Keyed (envelope, period_start, kind, threshold) under a unique constraint, inserted
+in a savepoint: however many evaluators run, each key is alerted once.
+- threshold: one per listed threshold the value has reached in the period — a jump
+  from 10 % to 120 % alerts 80 and 100 both (per-run caps have no threshold alerts);
+- forecast (threshold 0): once per period, when the forecast is above the limit
+  while the value is still under it;
+- run_cap (threshold 0): once per period, when a run reached the cap.
+A rolling window moves every 15 minutes, so its alerts are keyed by the start of the
+window in which the envelope left ok (the period_start of that StateChange): one
+alert per threshold per excursion, not per window.
+Open (firing or acknowledged) alerts are resolved when the envelope returns to ok,
+and alerts of a calendar period once that period has ended (plus GRACE).
+Every new alert gets its deliveries (budgets.notify) and their sending is enqueued
+when the transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from functools import partial
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Sum
+
+from budgets.models import Alert, BudgetEnvelope, State, StateChange
+from budgets.periods import CALENDAR_PERIODS, elapsed_fraction, period_bounds, zone
+from traces.models import Rollup, Span, Trace, TraceStatus
+from traces.rollups import BUCKET, Histogram
+
+logger = logging.getLogger(__name__)
+
+Metric = BudgetEnvelope.Metric
+Period = BudgetEnvelope.Period
+
+ROLLUP_METRICS = (Metric.COST, Metric.TOKENS, Metric.P95_LATENCY, Metric.ERROR_RATE)
+RUN_CAP_METRICS = (Metric.RUN_COST, Metric.RUN_DURATION)
+FORECAST_METRICS = (Metric.COST, Metric.TOKENS)
+FORECAST_MIN_FRACTION = 0.10
+FORECAST_MIN_ELAPSED = BUCKET
+# How long after a calendar period ends it is still re-measured for late spans, and
+# after which its open alerts are resolved.
+GRACE = timedelta(minutes=15)
+TOP_TRACES = 10
+OPEN = (Alert.Status.FIRING, Alert.Status.ACKNOWLEDGED)
+_DB_PLACES = Decimal("0.0000000001")
+_DB_MAX = Decimal(10) ** 13  # last_value/last_forecast hold 14 integer digits
+
+
+# ------------------------------------------------------------------ results
+
+
+@dataclass
+class Evaluation:
+    """One envelope's evaluation; `state_change` and `alerts` are what *this* call wrote."""
+
+    envelope_id: int
+    name: str
+    state: str
+    previous_state: str
+    value: Decimal
+    limit: Decimal
+    percent: Decimal
+    forecast: Decimal | None
+    period_start: datetime
+    period_end: datetime
+    state_change: StateChange | None = None
+    alerts: list[Alert] = field(default_factory=list)
+
+
+@dataclass
+class EvaluationSummary:
+    evaluated: int = 0
+    ok: int = 0
+    warning: int = 0
+    exceeded: int = 0
+    state_changes: int = 0
+    alerts: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    evaluations: list[Evaluation] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            k: getattr(self, k)
+            for k in (
+                "evaluated",
+                "ok",
+                "warning",
+                "exceeded",
+                "state_changes",
+                "alerts",
+                "errors",
+                "seconds",
+            )
+        }
+
+
+@dataclass
+class _Usage:
+    value: Decimal = Decimal(0)
+    forecast: Decimal | None = None
+
+
+@dataclass
+class _Job:
+    """One envelope measured over one period: the current one, or the previous one
+    during its grace time (`late`, alerts only)."""
+
+    env: BudgetEnvelope
+    start: datetime
+    end: datetime
+    late: bool = False
+    usage: _Usage = field(default_factory=_Usage)
+
+
+# ------------------------------------------------------------------ entry points
+
+
+def budget_evaluate(*, envelope: BudgetEnvelope, now: datetime) -> Evaluation:
+    """Evaluate one envelope (enabled or not) at `now` and record what changed."""
+    summary = _evaluate([envelope], now=now, sweep_envelope_ids=[envelope.pk])
+    if summary.errors:
+        raise ValueError(f"envelope {envelope.pk} cannot be evaluated: see the log")
+    return summary.evaluations[0]
+
+
+def budgets_evaluate_all(*, now: datetime | None = None) -> EvaluationSummary:
+    """Evaluate every enabled envelope at `now` (default: the current time)."""
+    now = now or datetime.now(UTC)
+    envelopes = list(BudgetEnvelope.objects.filter(enabled=True).order_by("pk"))
+    return _evaluate(envelopes, now=now, sweep_envelope_ids=None)
+
+
+def _evaluate(
+    envelopes: list[BudgetEnvelope], *, now: datetime, sweep_envelope_ids: list[int] | None
+) -> EvaluationSummary:
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    started = time.perf_counter()
+    summary = EvaluationSummary()
+    jobs: list[_Job] = []
+    for env in envelopes:
+        try:
+            jobs.extend(_jobs_for(env, now))
+        except (ValueError, ZoneInfoNotFoundError) as exc:
+            # Bad settings saved around the validation: skip it, keep the others going.
+            logger.error("budget envelope %s (%s) not evaluated: %s", env.pk, env.name, exc)
+            summary.errors += 1
+    _measure(jobs, now)
+
+    current = [j for j in jobs if not j.late]
+    evaluations = [_judge(j) for j in current]
+    _record(current, evaluations, [j for j in jobs if j.late], now)
+    _sweep(now, sweep_envelope_ids)
+
+    for ev in evaluations:
+        summary.evaluated += 1
+        setattr(summary, ev.state, getattr(summary, ev.state) + 1)
+        summary.state_changes += ev.state_change is not None
+        summary.alerts += len(ev.alerts)
+    summary.evaluations = evaluations
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def _jobs_for(env: BudgetEnvelope, now: datetime) -> list[_Job]:
+    start, end = period_bounds(
+        period=env.period, at=now, tz=env.timezone, rolling_minutes=env.rolling_minutes
+    )
+    jobs = [_Job(env, start, end)]
+    if env.period in CALENDAR_PERIODS and now - start < GRACE:
+        prev_start, prev_end = period_bounds(
+            period=env.period, at=start - timedelta(microseconds=1), tz=env.timezone
+        )
+        # Only a period the envelope was watching: a budget created at 00:05 does not
+        # alert about yesterday.
+        if env.last_period_start in (prev_start, start):
+            jobs.append(_Job(env, prev_start, prev_end, late=True))
+    return jobs
+
+
+# ------------------------------------------------------------------ measuring
+
+
+def _measure(jobs: list[_Job], now: datetime) -> None:
+    """Fill every job's usage with as few queries as the grouping allows."""
+    rollup_groups: dict[tuple, list[_Job]] = defaultdict(list)
+    trace_groups: dict[tuple, list[_Job]] = defaultdict(list)
+    cap_groups: dict[tuple, list[_Job]] = defaultdict(list)
+    for job in jobs:
+        env = job.env
+        key = (env.project_id, job.start, job.end)
+        if env.metric in RUN_CAP_METRICS:
+            cap_groups[(*key, env.attribute)].append(job)
+        elif env.attribute:
+            trace_groups[(*key, env.attribute)].append(job)
+        else:
+            rollup_groups[key].append(job)
+
+    for (project_id, start, end), group in rollup_groups.items():
+        _measure_rollups(project_id, start, end, group)
+    for (project_id, start, end, attribute), group in trace_groups.items():
+        _measure_traces(project_id, start, end, attribute, group)
+    for (project_id, start, end, attribute), group in cap_groups.items():
+        _measure_run_caps(project_id, start, end, attribute, group)
+
+    for job in jobs:
+        env = job.env
+        if job.late or env.metric not in FORECAST_METRICS or env.period not in CALENDAR_PERIODS:
+            continue
+        fraction = elapsed_fraction(job.start, job.end, now)
+        if fraction >= FORECAST_MIN_FRACTION and now - job.start >= FORECAST_MIN_ELAPSED:
+            job.usage.forecast = job.usage.value / Decimal(repr(fraction))
+
+
+def _matches(env: BudgetEnvelope, agent: str, model: str, service: str) -> bool:
+    return (
+        (not env.agent or env.agent == agent)
+        and (not env.model or env.model == model)
+        and (not env.service_name or env.service_name == service)
+    )
+
+
+def _value(metric: str, *, cost, input_tokens, output_tokens, runs, run_errors, hist) -> Decimal:
+    if metric == Metric.COST:
+        return Decimal(cost or 0)
+    if metric == Metric.TOKENS:
+        return Decimal((input_tokens or 0) + (output_tokens or 0))
+    if metric == Metric.ERROR_RATE:
+        return Decimal(100 * run_errors) / Decimal(runs) if runs else Decimal(0)
+    if metric == Metric.P95_LATENCY:
+        ms = Histogram.quantile(hist or {}, 0.95)
+        return Decimal(repr(ms)) / 1000 if ms is not None else Decimal(0)
+    raise ValueError(f"metric {metric!r} is not measured from sums")
+
+
+def _measure_rollups(project_id: int, start: datetime, end: datetime, group: list[_Job]) -> None:
+    qs = Rollup.objects.filter(
+        project_id=project_id, bucket_start__gte=start, bucket_start__lt=end
+    ).order_by()
+    # Only the columns the group's envelopes narrow on: fewer groups, fewer rows.
+    dims = [
+        name
+        for name in ("agent", "model", "service_name")
+        if any(getattr(j.env, name) for j in group)
+    ]
+    aggregates = {
+        "cost": Sum("cost_usd"),
+        "input_tokens": Sum("input_tokens"),
+        "output_tokens": Sum("output_tokens"),
+        "runs": Sum("trace_count"),
+        "run_errors": Sum("run_error_count"),
+    }
+    # values() without fields would group by every column: no narrowing, one total.
+    rows = list(qs.values(*dims).annotate(**aggregates)) if dims else [qs.aggregate(**aggregates)]
+    hists: dict[tuple, dict] = {}
+    if any(j.env.metric == Metric.P95_LATENCY for j in group):
+        for *key, hist in qs.filter(trace_count__gt=0).values_list(*dims, "run_latency"):
+            Histogram.merge(hists.setdefault(tuple(key), {}), hist)
+
+    for job in group:
+        env = job.env
+        sums = dict.fromkeys(("cost", "input_tokens", "output_tokens", "runs", "run_errors"), 0)
+        hist: dict = {}
+        for row in rows:
+            if not _matches(
+                env, row.get("agent", ""), row.get("model", ""), row.get("service_name", "")
+            ):
+                continue
+            for name in sums:
+                sums[name] += row[name] or 0
+            if env.metric == Metric.P95_LATENCY:
+                Histogram.merge(hist, hists.get(tuple(row[d] for d in dims), {}))
+        job.usage.value = _value(env.metric, hist=hist, **sums)
+
+
+def _trace_scope(qs, env: BudgetEnvelope):
+    if env.agent:
+        qs = qs.filter(agent=env.agent)
+    if env.service_name:
+        qs = qs.filter(service_name=env.service_name)
+    if env.attribute:
+        qs = qs.filter(**{env.attribute: env.attribute_value})
+    return qs
+
+
+def _measure_traces(
+    project_id: int, start: datetime, end: datetime, attribute: str, group: list[_Job]
+) -> None:
+    """User- or session-scoped envelopes: sums over the Trace table, grouped by the
+    attribute, agent and service so one query serves the group."""
+    qs = Trace.objects.filter(
+        project_id=project_id,
+        started_at__gte=start,
+        started_at__lt=end,
+        **{f"{attribute}__in": {j.env.attribute_value for j in group}},
+    ).order_by()
+    dims = (attribute, "agent", "service_name")
+    finished = Q(status__in=(TraceStatus.OK, TraceStatus.ERROR))
+    rows = list(
+        qs.values(*dims).annotate(
+            cost=Sum("cost_usd"),
+            input_tokens=Sum("input_tokens"),
+            output_tokens=Sum("output_tokens"),
+            runs=Count("pk", filter=finished),
+            run_errors=Count("pk", filter=Q(status=TraceStatus.ERROR)),
+        )
+    )
+    hists: dict[tuple, dict] = defaultdict(dict)
+    if any(j.env.metric == Metric.P95_LATENCY for j in group):
+        for *key, ms in qs.filter(finished).values_list(*dims, "duration_ms").iterator():
+            Histogram.add_value(hists[tuple(key)], ms)
+
+    for job in group:
+        env = job.env
+        sums = dict.fromkeys(("cost", "input_tokens", "output_tokens", "runs", "run_errors"), 0)
+        hist: dict = {}
+        for row in rows:
+            if row[attribute] != env.attribute_value or not _matches(
+                env, row["agent"], "", row["service_name"]
+            ):
+                continue
+            for name in sums:
+                sums[name] += row[name] or 0
+            if env.metric == Metric.P95_LATENCY:
+                Histogram.merge(hist, hists.get(tuple(row[d] for d in dims), {}))
+        job.usage.value = _value(env.metric, hist=hist, **sums)
+
+
+def _measure_run_caps(
+    project_id: int, start: datetime, end: datetime, attribute: str, group: list[_Job]
+) -> None:
+    """The worst run per agent × service (× attribute) in one query for the group."""
+    qs = Trace.objects.filter(project_id=project_id, started_at__gte=start, started_at__lt=end)
+    dims: tuple[str, ...] = ("agent", "service_name")
+    if attribute:
+        qs = qs.filter(**{f"{attribute}__in": {j.env.attribute_value for j in group}})
+        dims = (*dims, attribute)
+    rows = list(
+        qs.order_by().values(*dims).annotate(cost=Max("cost_usd"), duration=Max("duration_ms"))
+    )
+    for job in group:
+        env = job.env
+        worst = Decimal(0)
+        for row in rows:
+            if attribute and row[attribute] != env.attribute_value:
+                continue
+            if not _matches(env, row["agent"], "", row["service_name"]):
+                continue
+            if env.metric == Metric.RUN_COST:
+                candidate = Decimal(row["cost"] or 0)
+            else:
+                candidate = Decimal(repr(row["duration"] or 0.0)) / 1000
+            worst = max(worst, candidate)
+        job.usage.value = worst
+
+
+# ------------------------------------------------------------------ judging
+
+
+def _percent(value: Decimal, limit: Decimal) -> Decimal:
+    return value * 100 / limit if limit > 0 else Decimal(0)
+
+
+def _state(env: BudgetEnvelope, value: Decimal, forecast: Decimal | None) -> str:
+    limit = env.limit
+    if value >= limit:
+        return State.EXCEEDED
+    below = [t for t in env.thresholds or [] if isinstance(t, int) and t < 100]
+    if below and _percent(value, limit) >= min(below):
+        return State.WARNING
+    if env.forecast and forecast is not None and forecast > limit:
+        return State.WARNING
+    return State.OK
+
+
+def _judge(job: _Job) -> Evaluation:
+    env = job.env
+    return Evaluation(
+        envelope_id=env.pk,
+        name=env.name,
+        state=_state(env, job.usage.value, job.usage.forecast),
+        previous_state=env.state,
+        value=job.usage.value,
+        limit=env.limit,
+        percent=_percent(job.usage.value, env.limit),
+        forecast=job.usage.forecast,
+        period_start=job.start,
+        period_end=job.end,
+    )
+
+
+def _wanted_alerts(env: BudgetEnvelope, usage: _Usage, *, late: bool) -> list[tuple[str, int]]:
+    """(kind, threshold) of every alert the usage calls for in its period."""
+    if env.metric in RUN_CAP_METRICS:
+        return [(Alert.Kind.RUN_CAP, 0)] if usage.value >= env.limit else []
+    pct = _percent(usage.value, env.limit)
+    wanted = [
+        (Alert.Kind.THRESHOLD, t)
+        for t in sorted(t for t in env.thresholds or [] if isinstance(t, int))
+        if pct >= t
+    ]
+    if (
+        not late
+        and env.forecast
+        and usage.forecast is not None
+        and usage.forecast > env.limit
+        and usage.value < env.limit
+    ):
+        wanted.append((Alert.Kind.FORECAST, 0))
+    return wanted
+
+
+# ------------------------------------------------------------------ recording
+
+
+def _db_decimal(value: Decimal | None) -> Decimal | None:
+    if value is None:
+        return None
+    return min(value, _DB_MAX).quantize(_DB_PLACES)
+
+
+def _record(
+    current: list[_Job], evaluations: list[Evaluation], late: list[_Job], now: datetime
+) -> None:
+    # Rolling envelopes that stay out of ok key their alerts by the excursion's start.
+    anchors = _rolling_anchors(
+        [
+            j.env.pk
+            for j, ev in zip(current, evaluations, strict=True)
+            if j.env.period == Period.ROLLING
+            and ev.state != State.OK
+            and ev.previous_state != State.OK
+        ]
+    )
+    plans: list[tuple[_Job, Evaluation | None, list[tuple[str, int]]]] = []
+    for job, ev in zip(current, evaluations, strict=True):
+        plans.append((job, ev, _wanted_alerts(job.env, job.usage, late=False)))
+    for job in late:
+        plans.append((job, None, _wanted_alerts(job.env, job.usage, late=True)))
+
+    def alert_start(job: _Job) -> datetime:
+        if job.env.period == Period.ROLLING:
+            return anchors.get(job.env.pk) or job.start
+        return job.start
+
+    existing = _existing_alert_keys(
+        {(job.env.pk, alert_start(job)) for job, _, wanted in plans if wanted}
+    )
+
+    steady: list[BudgetEnvelope] = []
+    for job, ev, wanted in plans:
+        env = job.env
+        missing = [w for w in wanted if (env.pk, alert_start(job), *w) not in existing]
+        if ev is None:
+            if missing:
+                with transaction.atomic():
+                    _alerts_create(job, None, missing, job.start, now)
+            continue
+        _set_last_fields(env, ev, now)
+        if ev.state == ev.previous_state and not missing:
+            steady.append(env)
+            continue
+        with transaction.atomic():
+            start = alert_start(job)
+            if ev.state != ev.previous_state:
+                won = _transition(env, ev, now)
+                if won and ev.previous_state == State.OK:
+                    start = job.start  # this evaluation opened the excursion
+                elif not won and env.period == Period.ROLLING:
+                    # Someone else moved the envelope; key the alerts as they did.
+                    start = _rolling_anchors([env.pk]).get(env.pk) or job.start
+                if start != alert_start(job):
+                    missing = wanted  # new key: the constraint sorts out duplicates
+            else:
+                steady.append(env)
+            if missing and ev.state != State.OK:
+                ev.alerts = _alerts_create(job, ev, missing, start, now)
+
+    if steady:
+        # No transition: the evaluation fields only, last writer wins. `state` is not
+        # among them, so a concurrent transition is never overwritten.
+        _last_fields_write(steady)
+
+
+_LAST_FIELDS = [
+    "last_value",
+    "last_forecast",
+    "last_period_start",
+    "last_period_end",
+    "last_evaluated_at",
+]
+
+
+def _last_fields_write(envelopes: list[BudgetEnvelope], *, batch: int = 500) -> None:
+    """Write the evaluation fields of many envelopes, one UPDATE … FROM (VALUES …) per
+    batch. bulk_update() builds a CASE per field and row: 1.7 s of Python for 1,000
+    envelopes against 20 ms for this."""
+    if connection.vendor not in ("postgresql", "sqlite") or (
+        connection.vendor == "sqlite" and connection.Database.sqlite_version_info < (3, 33)
+    ):
+        BudgetEnvelope.objects.bulk_update(envelopes, _LAST_FIELDS, batch_size=batch)
+        return
+    qn = connection.ops.quote_name
+    fields = [BudgetEnvelope._meta.get_field(name) for name in _LAST_FIELDS]
+    table = qn(BudgetEnvelope._meta.db_table)
+    columns = ", ".join(qn(f.column) for f in fields)
+    # PostgreSQL types a VALUES column from its values, and an all-NULL column as text.
+    if connection.vendor == "postgresql":
+        assign = [
+            f"{qn(f.column)} = CAST(v.{qn(f.column)} AS {f.db_type(connection)})" for f in fields
+        ]
+    else:
+        assign = [f"{qn(f.column)} = v.{qn(f.column)}" for f in fields]
+    row = "(" + ", ".join(["%s"] * (len(fields) + 1)) + ")"
+    with connection.cursor() as cursor:
+        for i in range(0, len(envelopes), batch):
+            chunk = envelopes[i : i + batch]
+            params: list = []
+            for env in chunk:
+                params.append(env.pk)
+                params.extend(
+                    f.get_db_prep_save(getattr(env, f.attname), connection) for f in fields
+                )
+            cursor.execute(
+                f"WITH v (id, {columns}) AS (VALUES {', '.join([row] * len(chunk))}) "
+                f"UPDATE {table} SET {', '.join(assign)} FROM v WHERE {table}.id = v.id",
+                params,
+            )
+
+
+def _set_last_fields(env: BudgetEnvelope, ev: Evaluation, now: datetime) -> None:
+    # Kept before the update so the compare-and-set can still match on the old period.
+    env._loaded_period_start = env.last_period_start  # type: ignore[attr-defined]
+    env.last_value = _db_decimal(ev.value)
+    env.last_forecast = _db_decimal(ev.forecast)
+    env.last_period_start = ev.period_start
+    env.last_period_end = ev.period_end
+    env.last_evaluated_at = now
+
+
+def _transition(env: BudgetEnvelope, ev: Evaluation, now: datetime) -> bool:
+    """Move the envelope to ev.state with a compare-and-set on the state and period it
+    was read with; record the StateChange only if this call moved it."""
+    expected_state = ev.previous_state
+    expected_period = env._loaded_period_start  # type: ignore[attr-defined]
+    for _ in range(3):
+        n = BudgetEnvelope.objects.filter(
+            pk=env.pk,
+            state=expected_state,
+            **(
+                {"last_period_start": expected_period}
+                if expected_period
+                else {"last_period_start__isnull": True}
+            ),
+        ).update(state=ev.state, state_since=now, **{f: getattr(env, f) for f in _LAST_FIELDS})
+        if n == 1:
+            ev.state_change = StateChange.objects.create(
+                envelope_id=env.pk,
+                old_state=expected_state,
+                new_state=ev.state,
+                value=_db_decimal(ev.value),
+                limit=env.limit,
+                period_start=ev.period_start,
+                period_end=ev.period_end,
+                created_at=now,
+            )
+            ev.previous_state = expected_state
+            env.state, env.state_since = ev.state, now
+            if ev.state == State.OK:
+                Alert.objects.filter(envelope_id=env.pk, status__in=OPEN).update(
+                    status=Alert.Status.RESOLVED, resolved_at=now
+                )
+            return True
+        fresh = (
+            BudgetEnvelope.objects.filter(pk=env.pk)
+            .values_list("state", "state_since", "last_period_start")
+            .first()
+        )
+        if fresh is None:
+            return False  # deleted meanwhile
+        if fresh[0] == ev.state:
+            env.state, env.state_since = fresh[0], fresh[1]
+            return False  # another evaluator recorded this very transition
+        # The envelope moved under us (another state, or just a newer period): retry
+        # from what it is now.
+        expected_state, expected_period = fresh[0], fresh[2]
+    return False
+
+
+def _rolling_anchors(envelope_ids: list[int]) -> dict[int, datetime]:
+    """Start of the window in which each envelope last left ok."""
+    if not envelope_ids:
+        return {}
+    last_exit = (
+        StateChange.objects.filter(envelope=OuterRef("pk"), old_state=State.OK)
+        .order_by("-created_at", "-pk")
+        .values("period_start")[:1]
+    )
+    return {
+        pk: anchor
+        for pk, anchor in BudgetEnvelope.objects.filter(pk__in=envelope_ids)
+        .annotate(anchor=Subquery(last_exit))
+        .values_list("pk", "anchor")
+        if anchor is not None
+    }
+
+
+def _existing_alert_keys(pairs: set[tuple[int, datetime]]) -> set[tuple]:
+    if not pairs:
+        return set()
+    ids = {pk for pk, _ in pairs}
+    starts = {start for _, start in pairs}
+    return {
+        row
+        for row in Alert.objects.filter(envelope_id__in=ids, period_start__in=starts).values_list(
+            "envelope_id", "period_start", "kind", "threshold"
+        )
+        if (row[0], row[1]) in pairs
+    }
+
+
+def _alerts_create(
+    job: _Job,
+    ev: Evaluation | None,
+    missing: list[tuple[str, int]],
+    key_start: datetime,
+    now: datetime,
+) -> list[Alert]:
+    """Insert the missing alerts, each in a savepoint: a duplicate key means another
+    evaluator got there first. Deliveries are created with each alert and sent once the
+    surrounding transaction commits."""
+    from budgets.notify import deliveries_create
+    from budgets.tasks import deliver
+
+    env, usage = job.env, job.usage
+    trace_ids: list[str] | None = None
+    offenders = 0
+    created: list[Alert] = []
+    for kind, threshold in missing:
+        if trace_ids is None:
+            trace_ids, offenders = _alert_traces(job)
+        alert = Alert(
+            envelope_id=env.pk,
+            project_id=env.project_id,
+            kind=kind,
+            threshold=threshold,
+            period_start=key_start,
+            period_end=job.end,
+            value=_db_decimal(usage.value),
+            limit=env.limit,
+            message=alert_message(
+                env,
+                kind=kind,
+                threshold=threshold,
+                value=usage.value,
+                forecast=usage.forecast,
+                start=job.start,
+                end=job.end,
+                offenders=offenders,
+            ),
+            trace_ids=trace_ids,
+            created_at=now,
+        )
+        try:
+            with transaction.atomic():
+                alert.save(force_insert=True)
+        except IntegrityError:
+            continue
+        created.append(alert)
+        for delivery in deliveries_create(alert=alert):
+            transaction.on_commit(partial(deliver.delay, delivery.pk))
+    return created
+
+
+def _alert_traces(job: _Job) -> tuple[list[str], int]:
+    """The traces behind the usage, for the alert: the most expensive (cost), the
+    largest (tokens), the slowest (p95), the latest failed (error rate), or the runs at
+    or above a per-run cap. Also returns how many runs are at or above the cap."""
+    env = job.env
+    base = _trace_scope(
+        Trace.objects.filter(
+            project_id=env.project_id, started_at__gte=job.start, started_at__lt=job.end
+        ),
+        env,
+    )
+    if env.metric == Metric.RUN_COST:
+        over = base.filter(cost_usd__gte=env.limit)
+        ids = list(over.order_by("-cost_usd").values_list("trace_id", flat=True)[:TOP_TRACES])
+        return ids, over.count()
+    if env.metric == Metric.RUN_DURATION:
+        over = base.filter(duration_ms__gte=float(env.limit) * 1000)
+        ids = list(over.order_by("-duration_ms").values_list("trace_id", flat=True)[:TOP_TRACES])
+        return ids, over.count()
+    if env.metric == Metric.P95_LATENCY:
+        return list(
+            base.order_by("-duration_ms").values_list("trace_id", flat=True)[:TOP_TRACES]
+        ), 0
+    if env.metric == Metric.ERROR_RATE:
+        qs = base.filter(status=TraceStatus.ERROR).order_by("-started_at")
+        return list(qs.values_list("trace_id", flat=True)[:TOP_TRACES]), 0
+    if env.model:
+        # A trace can use several models: rank by what its spans of this model used.
+        spans = Span.objects.filter(
+            project_id=env.project_id,
+            started_at__gte=job.start,
+            started_at__lt=job.end,
+            model=env.model,
+        )
+        if env.agent or env.service_name:
+            spans = spans.filter(trace_id__in=base.values("trace_id"))
+        amount = (
+            Sum("cost_usd")
+            if env.metric == Metric.COST
+            else Sum(F("input_tokens") + F("output_tokens"))
+        )
+        ranked = spans.order_by().values("trace_id").annotate(amount=amount)
+        return list(ranked.order_by("-amount").values_list("trace_id", flat=True)[:TOP_TRACES]), 0
+    if env.metric == Metric.TOKENS:
+        base = base.annotate(tokens=F("input_tokens") + F("output_tokens"))
+        return list(base.order_by("-tokens").values_list("trace_id", flat=True)[:TOP_TRACES]), 0
+    return list(base.order_by("-cost_usd").values_list("trace_id", flat=True)[:TOP_TRACES]), 0
+
+
+def _sweep(now: datetime, envelope_ids: Iterable[int] | None) -> int:
+    """Resolve open alerts of calendar periods that ended more than GRACE ago."""
+    qs = Alert.objects.filter(status__in=OPEN, period_end__lte=now - GRACE).exclude(
+        envelope__period=Period.ROLLING
+    )
+    if envelope_ids is not None:
+        qs = qs.filter(envelope_id__in=list(envelope_ids))
+    return qs.update(status=Alert.Status.RESOLVED, resolved_at=now)
+
+
+# ------------------------------------------------------------------ wording
+
+_ADJECTIVE = {
+    Period.HOUR: "Hourly",
+    Period.DAY: "Daily",
+    Period.WEEK: "Weekly",
+    Period.MONTH: "Monthly",
+}
+_NOUN = {
+    Metric.COST: "cost budget",
+    Metric.TOKENS: "token budget",
+    Metric.P95_LATENCY: "p95 latency budget",
+    Metric.ERROR_RATE: "error-rate budget",
+    Metric.RUN_COST: "per-run cost cap",
+    Metric.RUN_DURATION: "per-run duration cap",
+}
+
+
+def format_amount(metric: str, value: Decimal | None) -> str:
+    """A value in the metric's unit: $1,234.56, 12,345 tokens, 2.41 s, 3.5 %."""
+    if value is None:
+        return "—"
+    if metric in (Metric.COST, Metric.RUN_COST):
+        return f"${value:,.2f}" if abs(value) >= 1 or value == 0 else f"${value:,.4f}"
+    if metric == Metric.TOKENS:
+        return f"{int(value):,} tokens"
+    if metric == Metric.ERROR_RATE:
+        return f"{value:.1f} %"
+    return f"{value:,.2f} s"
+
+
+def _minutes(n: int) -> str:
+    if n % (24 * 60) == 0:
+        days = n // (24 * 60)
+        return f"{days}-day" if days > 1 else "24-hour"
+    if n % 60 == 0:
+        return f"{n // 60}-hour"
+    return f"{n}-minute"
+
+
+def budget_title(env: BudgetEnvelope) -> str:
+    """'Monthly cost budget 'Support bot'', 'Rolling 1-hour p95 latency budget 'API''."""
+    if env.period == Period.ROLLING:
+        adjective = f"Rolling {_minutes(env.rolling_minutes or 0)}"
+    else:
+        adjective = _ADJECTIVE.get(env.period, str(env.period).title())
+    return f"{adjective} {_NOUN.get(env.metric, 'budget')} '{env.name}'"
+
+
+def period_label(*, period: str, start: datetime, end: datetime, tz: str | ZoneInfo) -> str:
+    """The period as people say it, in its zone: 'Nov 1–30 Europe/Paris', 'Nov 14 UTC',
+    'Nov 14 15:00–16:00 UTC', 'Oct 27–Nov 2 UTC', 'window 14:30–15:30 UTC'."""
+    z = zone(tz)
+    a, b = start.astimezone(z), end.astimezone(z)
+    last = (end - timedelta(microseconds=1)).astimezone(z)
+    if period == Period.HOUR:
+        text = f"{a:%b} {a.day} {a:%H:%M}–{b:%H:%M}"
+    elif period == Period.DAY:
+        text = f"{a:%b} {a.day}"
+    elif period in (Period.WEEK, Period.MONTH):
+        tail = f"{last.day}" if a.month == last.month else f"{last:%b} {last.day}"
+        text = f"{a:%b} {a.day}–{tail}"
+    else:
+        text = f"window {a:%H:%M}–{b:%H:%M}"
+    return f"{text} {z.key}"
+
+
+def alert_message(
+    env: BudgetEnvelope,
+    *,
+    kind: str,
+    threshold: int,
+    value: Decimal,
+    forecast: Decimal | None,
+    start: datetime,
+    end: datetime,
+    offenders: int = 0,
+) -> str:
+    title = budget_title(env)
+    where = period_label(period=env.period, start=start, end=end, tz=env.timezone)
+    limit = format_amount(env.metric, env.limit)
+    pct = _percent(value, env.limit).to_integral_value(rounding=ROUND_FLOOR)
+    if kind == Alert.Kind.RUN_CAP:
+        runs = "1 run" if offenders == 1 else f"{offenders} runs"
+        return (
+            f"{title}: {runs} at or over {limit}, the worst at "
+            f"{format_amount(env.metric, value)} (period {where})"
+        )
+    if kind == Alert.Kind.FORECAST:
+        return (
+            f"{title} is on pace for {format_amount(env.metric, forecast)} of {limit} "
+            f"(now {format_amount(env.metric, value)}, {pct} %, period {where})"
+        )
+    return (
+        f"{title} passed {threshold} %: at {pct} % "
+        f"({format_amount(env.metric, value)} of {limit}, period {where})"
+    )
