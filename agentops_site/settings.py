@@ -195,9 +195,15 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "AgentOps Console API",
-    "DESCRIPTION": "Read traces and spans of the projects you can see.",
+    "DESCRIPTION": "Traces, spans, budgets, alerts and cost of the projects you can see.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "TraceStatusEnum": "traces.models.TraceStatus",
+        "SpanStatusEnum": "traces.models.SpanStatus",
+        "AlertStatusEnum": "budgets.models.Alert.Status",
+        "DeliveryStatusEnum": "budgets.models.Delivery.Status",
+    },
 }
 
 # ------------------------------------------------------------------ Celery

@@ -1,4 +1,5 @@
 from django.db import InterfaceError, OperationalError
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from traces.services import ingest_key_authenticate
@@ -42,3 +43,17 @@ class IngestKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return 'Bearer realm="api"'
+
+
+class IngestKeyScheme(OpenApiAuthenticationExtension):
+    """Describes the project-key authentication in the OpenAPI schema."""
+
+    target_class = "traces.api.authentication.IngestKeyAuthentication"
+    name = "projectKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A project's ingest key: reads that project only.",
+        }
