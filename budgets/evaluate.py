@@ -122,6 +122,8 @@ class Evaluation:
     period_end: datetime
     state_change: StateChange | None = None
     alerts: list[Alert] = field(default_factory=list)
+    # Alerts of the previous period, raised during its grace time by late spans.
+    late_alerts: list[Alert] = field(default_factory=list)
 
 
 @dataclass
@@ -214,7 +216,7 @@ def _evaluate(
         summary.evaluated += 1
         setattr(summary, ev.state, getattr(summary, ev.state) + 1)
         summary.state_changes += ev.state_change is not None
-        summary.alerts += len(ev.alerts)
+        summary.alerts += len(ev.alerts) + len(ev.late_alerts)
     summary.evaluations = evaluations
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
@@ -229,9 +231,9 @@ def _jobs_for(env: BudgetEnvelope, now: datetime) -> list[_Job]:
         prev_start, prev_end = period_bounds(
             period=env.period, at=start - timedelta(microseconds=1), tz=env.timezone
         )
-        # Only a period the envelope was watching: a budget created at 00:05 does not
+        # Only a period the envelope existed in: a budget created at 00:05 does not
         # alert about yesterday.
-        if env.last_period_start in (prev_start, start):
+        if env.created_at is None or env.created_at < prev_end:
             jobs.append(_Job(env, prev_start, prev_end, late=True))
     return jobs
 
@@ -493,6 +495,7 @@ def _record(
     plans: list[tuple[_Job, Evaluation | None, list[tuple[str, int]]]] = []
     for job, ev in zip(current, evaluations, strict=True):
         plans.append((job, ev, _wanted_alerts(job.env, job.usage, late=False)))
+    by_envelope = {ev.envelope_id: ev for ev in evaluations}
     for job in late:
         plans.append((job, None, _wanted_alerts(job.env, job.usage, late=True)))
 
@@ -512,7 +515,8 @@ def _record(
         if ev is None:
             if missing:
                 with transaction.atomic():
-                    _alerts_create(job, None, missing, job.start, now)
+                    created = _alerts_create(job, missing, job.start, now)
+                by_envelope[env.pk].late_alerts.extend(created)
             continue
         _set_last_fields(env, ev, now)
         if ev.state == ev.previous_state and not missing:
@@ -532,7 +536,7 @@ def _record(
             else:
                 steady.append(env)
             if missing and ev.state != State.OK:
-                ev.alerts = _alerts_create(job, ev, missing, start, now)
+                ev.alerts = _alerts_create(job, missing, start, now)
 
     if steady:
         # No transition: the evaluation fields only, last writer wins. `state` is not
@@ -679,7 +683,6 @@ def _existing_alert_keys(pairs: set[tuple[int, datetime]]) -> set[tuple]:
 
 def _alerts_create(
     job: _Job,
-    ev: Evaluation | None,
     missing: list[tuple[str, int]],
     key_start: datetime,
     now: datetime,

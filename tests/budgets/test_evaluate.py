@@ -23,6 +23,7 @@ Metric = BudgetEnvelope.Metric
 Period = BudgetEnvelope.Period
 
 NOW = datetime(2025, 11, 14, 10, 7, tzinfo=UTC)  # a Friday
+CREATED = datetime(2025, 1, 1, tzinfo=UTC)
 TOKENS_PER_RUN = 310
 MODEL = "acme-large"
 
@@ -67,7 +68,11 @@ def make_envelope(project, **kwargs) -> BudgetEnvelope:
         "thresholds": [50, 80, 100],
         "forecast": False,
     } | kwargs
-    return BudgetEnvelope.objects.create(project=project, **fields)
+    envelope = BudgetEnvelope.objects.create(project=project, **fields)
+    # Set up long before the NOW of these tests (created_at is set on insert).
+    BudgetEnvelope.objects.filter(pk=envelope.pk).update(created_at=CREATED)
+    envelope.refresh_from_db()
+    return envelope
 
 
 def alerts(envelope, **filters) -> list[tuple]:

@@ -25,6 +25,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from budgets.demo import demo_budgets_ensure
 from traces.models import IngestKey, Membership, Project
 from traces.services import ingest_key_create, key_hash, membership_set, project_create
 
@@ -176,6 +177,7 @@ class Command(BaseCommand):
             project = project_create(slug="demo", name="Demo agents")
         user = get_user_model().objects.get(username="demo")
         membership_set(project=project, user=user, role=Membership.Role.ADMIN)
+        demo_budgets_ensure(project=project)
         key_file = self._var("demo-ingest-key")
         if key_file.exists():
             secret = key_file.read_text().strip()
