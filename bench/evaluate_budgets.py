@@ -184,6 +184,8 @@ def envelopes(rnd: random.Random, n: int) -> None:
             limit = Decimal(rnd.choice([10, 30]))
         out.append(BudgetEnvelope(project=project, name=f"budget {i}", limit=limit, **fields))
     BudgetEnvelope.objects.bulk_create(out)
+    # Set up well before `now`, so hourly budgets also re-check the hour just ended.
+    BudgetEnvelope.objects.update(created_at=NOW - timedelta(days=60))
 
 
 def main() -> None:

@@ -509,13 +509,14 @@ def _record(
     )
 
     steady: list[BudgetEnvelope] = []
+    traces_cache: dict = {}
     for job, ev, wanted in plans:
         env = job.env
         missing = [w for w in wanted if (env.pk, alert_start(job), *w) not in existing]
         if ev is None:
             if missing:
                 with transaction.atomic():
-                    created = _alerts_create(job, missing, job.start, now)
+                    created = _alerts_create(job, missing, job.start, now, traces_cache)
                 by_envelope[env.pk].late_alerts.extend(created)
             continue
         _set_last_fields(env, ev, now)
@@ -536,7 +537,7 @@ def _record(
             else:
                 steady.append(env)
             if missing and ev.state != State.OK:
-                ev.alerts = _alerts_create(job, missing, start, now)
+                ev.alerts = _alerts_create(job, missing, start, now, traces_cache)
 
     if steady:
         # No transition: the evaluation fields only, last writer wins. `state` is not
@@ -686,6 +687,7 @@ def _alerts_create(
     missing: list[tuple[str, int]],
     key_start: datetime,
     now: datetime,
+    traces_cache: dict | None = None,
 ) -> list[Alert]:
     """Insert the missing alerts, each in a savepoint: a duplicate key means another
     evaluator got there first. Deliveries are created with each alert and sent once the
@@ -699,7 +701,7 @@ def _alerts_create(
     created: list[Alert] = []
     for kind, threshold in missing:
         if trace_ids is None:
-            trace_ids, offenders = _alert_traces(job)
+            trace_ids, offenders = _alert_traces(job, {} if traces_cache is None else traces_cache)
         alert = Alert(
             envelope_id=env.pk,
             project_id=env.project_id,
@@ -733,10 +735,31 @@ def _alerts_create(
     return created
 
 
-def _alert_traces(job: _Job) -> tuple[list[str], int]:
-    """The traces behind the usage, for the alert: the most expensive (cost), the
-    largest (tokens), the slowest (p95), the latest failed (error rate), or the runs at
-    or above a per-run cap. Also returns how many runs are at or above the cap."""
+def _alert_traces(job: _Job, cache: dict) -> tuple[list[str], int]:
+    """The traces behind the usage, for the alert (see _alert_traces_find), looked up
+    once per scope and period in one evaluation."""
+    env = job.env
+    key = (
+        env.project_id,
+        job.start,
+        job.end,
+        env.metric,
+        env.agent,
+        env.model,
+        env.service_name,
+        env.attribute,
+        env.attribute_value,
+        env.limit if env.metric in RUN_CAP_METRICS else None,
+    )
+    if key not in cache:
+        cache[key] = _alert_traces_find(job)
+    return cache[key]
+
+
+def _alert_traces_find(job: _Job) -> tuple[list[str], int]:
+    """The most expensive traces (cost), the largest (tokens), the slowest (p95), the
+    latest failed (error rate), or the runs at or above a per-run cap; and how many runs
+    are at or above the cap."""
     env = job.env
     base = _trace_scope(
         Trace.objects.filter(

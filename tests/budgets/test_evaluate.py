@@ -191,7 +191,20 @@ def test_a_late_span_counts_in_its_bucket_and_its_period(project):
     # The state describes the new hour; the hour that just ended still gets its alert.
     assert (by_name["Hourly"].state, by_name["Hourly"].value) == (State.OK, 0)
     assert alerts(hourly) == [("threshold", 100, ten)]
+    assert [a.period_start for a in by_name["Hourly"].late_alerts] == [ten]
+    assert summary.alerts == 1
     assert alerts(daily) == []
+
+
+def test_a_budget_created_after_a_period_does_not_alert_about_it(project):
+    ten = datetime(2025, 11, 14, 10, tzinfo=UTC)
+    runs(project, 4, at=ten + timedelta(minutes=50))
+    hourly = make_envelope(project, period=Period.HOUR, thresholds=[100])
+    BudgetEnvelope.objects.filter(pk=hourly.pk).update(created_at=ten + timedelta(hours=1))
+
+    summary = budgets_evaluate_all(now=ten + timedelta(hours=1, minutes=3))
+
+    assert (summary.evaluated, summary.alerts) == (1, 0)
 
 
 # ------------------------------------------------------------------ rolling windows

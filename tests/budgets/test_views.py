@@ -564,3 +564,17 @@ def test_a_session_budget_is_charted_from_its_runs(client_logged_in, project, no
     assert usage["y"][-1] == pytest.approx(float(expected))
     assert "Computed from the runs with session_id = sess-1" in response.content.decode()
     assert "session=sess-1" in response.context["traces_url"]
+
+
+def test_an_agent_whose_calls_are_all_unpriced_never_shows_as_free(client_logged_in, project):
+    agent_run(project=project, agent="inhouse-agent", model=UNPRICED_MODEL)
+    rollup_pending()
+
+    html = client_logged_in.get(f"/cost/?project={project.slug}&window=24h").content.decode()
+
+    row = re.search(
+        r'<td class="agent">inhouse-agent</td>\s*<td class="([^"]*)">([^<]*)</td>', html
+    )
+    assert row, "the agent's row is in the table"
+    assert row.group(2) == "unpriced"
+    assert "$0" not in row.group(2)

@@ -55,6 +55,8 @@ class Command(BaseCommand):
 
         base = f"http://{host}:{port}"
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "agentops_site.settings"}
+        # Links in alerts and set-up instructions point at this server unless told otherwise.
+        env.setdefault("PUBLIC_URL", base)
         web = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             [
                 sys.executable,
