@@ -232,7 +232,7 @@ CELERY_TIMEZONE = "UTC"
 
 # The one place the periodic work is declared. Each interval task expires before its
 # next run, so a worker that was down does not find a backlog of identical runs.
-ROLLUP_EVERY_SECONDS = env.int("ROLLUP_EVERY_SECONDS", default=30)
+ROLLUP_EVERY_SECONDS = env.int("ROLLUP_EVERY_SECONDS", default=20)
 EVALUATE_EVERY_SECONDS = env.int("EVALUATE_EVERY_SECONDS", default=60)
 CELERY_BEAT_SCHEDULE = {
     "rollup-spans": {

@@ -13,7 +13,9 @@ Where the numbers come from
   service, serves every envelope of the group, whose narrowed sums are added up in
   Python (plus one query of latency histograms when the group holds a p95 budget).
 - an envelope narrowed to a user or a session (`attribute`) is computed from the
-  Trace table instead, since rollups have no user or session dimension: a run counts
+  Trace table instead, since rollups have no user or session dimension (one query per
+  project and period bounds for all such envelopes, grouped by user, session, agent
+  and service). A run counts
   in the period in which it started, wholly for the trace's own agent and service
   (rollups attribute each model call to its own span), runs are traces whose root
   span has arrived, and p95 is taken from the run durations through the same
@@ -24,9 +26,10 @@ Where the numbers come from
 
 Spans are bucketed by their start, so a span that arrives late still counts in its
 own bucket and period. So that a period that has just ended is not left with its last
-minutes unchecked, calendar envelopes also re-measure their previous period during
-the first GRACE after it ends and raise its missing threshold and run-cap alerts (the
-state always describes the current period).
+minutes unchecked, calendar envelopes that existed during their previous period
+re-measure it for the first GRACE after it ends and raise its missing threshold and
+run-cap alerts (`Evaluation.late_alerts`; the state always describes the current
+period).
 
 Forecast
 --------
@@ -60,6 +63,8 @@ window in which the envelope left ok (the period_start of that StateChange): one
 alert per threshold per excursion, not per window.
 Open (firing or acknowledged) alerts are resolved when the envelope returns to ok,
 and alerts of a calendar period once that period has ended (plus GRACE).
+An alert's value is the measured value (for a forecast alert too: the forecast is in
+its message); trace_ids are up to 10 traces behind the usage of the period in scope.
 Every new alert gets its deliveries (budgets.notify) and their sending is enqueued
 when the transaction commits.
 """
@@ -89,7 +94,6 @@ logger = logging.getLogger(__name__)
 Metric = BudgetEnvelope.Metric
 Period = BudgetEnvelope.Period
 
-ROLLUP_METRICS = (Metric.COST, Metric.TOKENS, Metric.P95_LATENCY, Metric.ERROR_RATE)
 RUN_CAP_METRICS = (Metric.RUN_COST, Metric.RUN_DURATION)
 FORECAST_METRICS = (Metric.COST, Metric.TOKENS)
 FORECAST_MIN_FRACTION = 0.10
@@ -120,6 +124,8 @@ class Evaluation:
     forecast: Decimal | None
     period_start: datetime
     period_end: datetime
+    # The period the envelope was last evaluated in, as read: the compare-and-set's key.
+    previous_period_start: datetime | None = None
     state_change: StateChange | None = None
     alerts: list[Alert] = field(default_factory=list)
     # Alerts of the previous period, raised during its grace time by late spans.
@@ -183,11 +189,16 @@ def budget_evaluate(*, envelope: BudgetEnvelope, now: datetime) -> Evaluation:
     return summary.evaluations[0]
 
 
-def budgets_evaluate_all(*, now: datetime | None = None) -> EvaluationSummary:
-    """Evaluate every enabled envelope at `now` (default: the current time)."""
+def budgets_evaluate_all(
+    *, now: datetime | None = None, project_ids: Iterable[int] | None = None
+) -> EvaluationSummary:
+    """Evaluate every enabled envelope at `now` (default: the current time), or only
+    those of `project_ids` (e.g. the projects whose rollups just received spans)."""
     now = now or datetime.now(UTC)
-    envelopes = list(BudgetEnvelope.objects.filter(enabled=True).order_by("pk"))
-    return _evaluate(envelopes, now=now, sweep_envelope_ids=None)
+    qs = BudgetEnvelope.objects.filter(enabled=True).order_by("pk")
+    if project_ids is not None:
+        qs = qs.filter(project_id__in=list(project_ids))
+    return _evaluate(list(qs), now=now, sweep_envelope_ids=None)
 
 
 def _evaluate(
@@ -252,14 +263,14 @@ def _measure(jobs: list[_Job], now: datetime) -> None:
         if env.metric in RUN_CAP_METRICS:
             cap_groups[(*key, env.attribute)].append(job)
         elif env.attribute:
-            trace_groups[(*key, env.attribute)].append(job)
+            trace_groups[key].append(job)
         else:
             rollup_groups[key].append(job)
 
     for (project_id, start, end), group in rollup_groups.items():
         _measure_rollups(project_id, start, end, group)
-    for (project_id, start, end, attribute), group in trace_groups.items():
-        _measure_traces(project_id, start, end, attribute, group)
+    for (project_id, start, end), group in trace_groups.items():
+        _measure_traces(project_id, start, end, group)
     for (project_id, start, end, attribute), group in cap_groups.items():
         _measure_run_caps(project_id, start, end, attribute, group)
 
@@ -343,18 +354,19 @@ def _trace_scope(qs, env: BudgetEnvelope):
     return qs
 
 
-def _measure_traces(
-    project_id: int, start: datetime, end: datetime, attribute: str, group: list[_Job]
-) -> None:
-    """User- or session-scoped envelopes: sums over the Trace table, grouped by the
-    attribute, agent and service so one query serves the group."""
+def _measure_traces(project_id: int, start: datetime, end: datetime, group: list[_Job]) -> None:
+    """User- or session-scoped envelopes: sums over the Trace table, grouped by user,
+    session, agent and service, so one scan of the period serves the group."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for job in group:
+        wanted[job.env.attribute].add(job.env.attribute_value)
+    scope = Q()
+    for attribute, values in wanted.items():
+        scope |= Q(**{f"{attribute}__in": values})
     qs = Trace.objects.filter(
-        project_id=project_id,
-        started_at__gte=start,
-        started_at__lt=end,
-        **{f"{attribute}__in": {j.env.attribute_value for j in group}},
+        scope, project_id=project_id, started_at__gte=start, started_at__lt=end
     ).order_by()
-    dims = (attribute, "agent", "service_name")
+    dims = (*sorted(wanted), "agent", "service_name")
     finished = Q(status__in=(TraceStatus.OK, TraceStatus.ERROR))
     rows = list(
         qs.values(*dims).annotate(
@@ -375,7 +387,7 @@ def _measure_traces(
         sums = dict.fromkeys(("cost", "input_tokens", "output_tokens", "runs", "run_errors"), 0)
         hist: dict = {}
         for row in rows:
-            if row[attribute] != env.attribute_value or not _matches(
+            if row[env.attribute] != env.attribute_value or not _matches(
                 env, row["agent"], "", row["service_name"]
             ):
                 continue
@@ -446,6 +458,7 @@ def _judge(job: _Job) -> Evaluation:
         forecast=job.usage.forecast,
         period_start=job.start,
         period_end=job.end,
+        previous_period_start=env.last_period_start,
     )
 
 
@@ -575,14 +588,22 @@ def _last_fields_write(envelopes: list[BudgetEnvelope], *, batch: int = 500) -> 
     else:
         assign = [f"{qn(f.column)} = v.{qn(f.column)}" for f in fields]
     row = "(" + ", ".join(["%s"] * (len(fields) + 1)) + ")"
-    with connection.cursor() as cursor:
-        for i in range(0, len(envelopes), batch):
-            chunk = envelopes[i : i + batch]
-            params: list = []
-            for env in chunk:
-                params.append(env.pk)
-                params.extend(
-                    f.get_db_prep_save(getattr(env, f.attname), connection) for f in fields
+    envelopes = sorted(envelopes, key=lambda e: e.pk)
+    for i in range(0, len(envelopes), batch):
+        chunk = envelopes[i : i + batch]
+        params: list = []
+        for env in chunk:
+            params.append(env.pk)
+            params.extend(f.get_db_prep_save(getattr(env, f.attname), connection) for f in fields)
+        with transaction.atomic(), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # An UPDATE … FROM locks its rows in join order: two evaluators writing
+                # the same envelopes could deadlock. Lock them in id order first.
+                list(
+                    BudgetEnvelope.objects.filter(pk__in=[e.pk for e in chunk])
+                    .order_by("pk")
+                    .select_for_update()
+                    .values_list("pk", flat=True)
                 )
             cursor.execute(
                 f"WITH v (id, {columns}) AS (VALUES {', '.join([row] * len(chunk))}) "
@@ -592,8 +613,6 @@ def _last_fields_write(envelopes: list[BudgetEnvelope], *, batch: int = 500) -> 
 
 
 def _set_last_fields(env: BudgetEnvelope, ev: Evaluation, now: datetime) -> None:
-    # Kept before the update so the compare-and-set can still match on the old period.
-    env._loaded_period_start = env.last_period_start  # type: ignore[attr-defined]
     env.last_value = _db_decimal(ev.value)
     env.last_forecast = _db_decimal(ev.forecast)
     env.last_period_start = ev.period_start
@@ -605,7 +624,7 @@ def _transition(env: BudgetEnvelope, ev: Evaluation, now: datetime) -> bool:
     """Move the envelope to ev.state with a compare-and-set on the state and period it
     was read with; record the StateChange only if this call moved it."""
     expected_state = ev.previous_state
-    expected_period = env._loaded_period_start  # type: ignore[attr-defined]
+    expected_period = ev.previous_period_start
     for _ in range(3):
         n = BudgetEnvelope.objects.filter(
             pk=env.pk,

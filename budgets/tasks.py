@@ -75,8 +75,9 @@ def deliver_pending() -> int:
 
 
 @shared_task(ignore_result=True)
-def evaluate_budgets() -> dict:
-    """Evaluate every enabled budget envelope now (safe to run concurrently)."""
+def evaluate_budgets(project_ids: list[int] | None = None) -> dict:
+    """Evaluate every enabled budget envelope now, or those of `project_ids` (safe to
+    run concurrently)."""
     from budgets.evaluate import budgets_evaluate_all
 
-    return budgets_evaluate_all().as_dict()
+    return budgets_evaluate_all(project_ids=project_ids).as_dict()

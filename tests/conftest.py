@@ -1,3 +1,9 @@
+import os
+
+# Tests that fold rollups would otherwise enqueue evaluations into the development
+# broker folder; an in-memory broker keeps them out of the way (nothing consumes them).
+os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+
 import pytest
 from django.test import Client
 

@@ -27,8 +27,13 @@ from decimal import Decimal
 import orjson
 from django.db import connection, transaction
 from django.db.models import Q
+from django.dispatch import Signal
 
 from traces.models import IngestBatch, Rollup, Span, SpanStatus, Step, Trace
+
+# Sent after new spans were folded and committed, with project_ids=[…]. Whoever watches
+# the rollups (budget evaluation) listens here; traces itself knows nothing of them.
+rollups_updated = Signal()
 
 BUCKET = timedelta(minutes=15)
 _BUCKET_S = int(BUCKET.total_seconds())
@@ -120,6 +125,7 @@ class RollupResult:
     batches: int = 0
     spans: int = 0
     rows: int = 0
+    project_ids: set[int] = field(default_factory=set)
 
 
 _SPAN_COLUMNS = (
@@ -313,8 +319,11 @@ def rollup_pending(*, max_batches: int = 200, max_rounds: int = 50) -> RollupRes
             IngestBatch.objects.filter(pk__in=batch_ids).delete()
             result.batches += len(batch_ids)
             result.spans += len(spans)
+            result.project_ids.update(row[0] for row in spans)
         if len(batch_ids) < max_batches:
             break
+    if result.project_ids:
+        rollups_updated.send(sender=RollupResult, project_ids=sorted(result.project_ids))
     return result
 
 

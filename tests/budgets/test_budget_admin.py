@@ -58,17 +58,20 @@ def test_adding_an_envelope_uses_the_shared_validation(staff_client, project):
 
 
 def test_evaluate_now_reports_the_state(staff_client, project):
+    # The admin evaluates at the real current time: a rolling hour holds runs started
+    # just now whatever the hour, day or month.
     envelope = BudgetEnvelope.objects.create(
         project=project,
         name="Support bot",
         metric="tokens",
         limit=500,
-        period="month",
+        period="rolling",
+        rolling_minutes=60,
         thresholds=[100],
     )
-    start = datetime.now(UTC) - timedelta(minutes=1)
+    start = datetime.now(UTC)
     for i in range(2):
-        agent_run(project=project, start=start + timedelta(seconds=i))
+        agent_run(project=project, start=start + timedelta(milliseconds=i))
     rollup_pending()
 
     response = staff_client.post(

@@ -46,13 +46,16 @@ def redis_available() -> bool:
 
 
 @pytest.fixture
-def redis_broker():
+def redis_broker(monkeypatch):
     if not redis_available():
         reason = f"Redis is not reachable at {REDIS_URL}"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
     queue = f"e2e-{uuid.uuid4().hex[:8]}"
+    # CELERY_BROKER_URL in the environment wins over Celery(broker=…); the suite sets it
+    # to memory:// (tests/conftest.py).
+    monkeypatch.setenv("CELERY_BROKER_URL", REDIS_URL)
     client = Celery("e2e-client", broker=REDIS_URL)
     yield client, queue
     client.close()
