@@ -35,6 +35,7 @@ def test_up_starts_the_console_worker_and_beat_with_a_login_and_demo_traces(tmp_
         "ROLLUP_EVERY_SECONDS": "2",
     }
     env.pop("DATABASE_URL", None)  # the embedded default: SQLite in VAR_DIR
+    env.pop("CELERY_BROKER_URL", None)  # and the broker that needs no server
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "up", "--port", str(port), "--history", "4", "--every", "0"],
         cwd=ROOT,
