@@ -12,4 +12,5 @@ from traces.rollups import rollups_updated
 def evaluate_after_rollup(sender, project_ids, **kwargs):
     from budgets.tasks import evaluate_budgets
 
-    transaction.on_commit(evaluate_budgets.delay)
+    # Only the projects that just got spend; the scheduled run still covers the rest.
+    transaction.on_commit(lambda: evaluate_budgets.delay(project_ids=list(project_ids)))

@@ -18,7 +18,15 @@ def eager_tasks():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_folding_new_spans_evaluates_budgets_right_away(project, eager_tasks):
+def test_folding_new_spans_evaluates_budgets_right_away(project, other_project, eager_tasks):
+    elsewhere = BudgetEnvelope.objects.create(
+        project=other_project,
+        name="another team's",
+        metric=BudgetEnvelope.Metric.COST,
+        limit=Decimal("1"),
+        period=BudgetEnvelope.Period.MONTH,
+        thresholds=[100],
+    )
     envelope = BudgetEnvelope.objects.create(
         project=project,
         name="tiny",
@@ -36,6 +44,9 @@ def test_folding_new_spans_evaluates_budgets_right_away(project, eager_tasks):
     envelope.refresh_from_db()
     assert envelope.state == "exceeded"
     assert Alert.objects.filter(envelope=envelope, threshold=100).count() == 1
+    # Only the project that got new spend was evaluated.
+    elsewhere.refresh_from_db()
+    assert elsewhere.last_evaluated_at is None
 
 
 @pytest.mark.django_db(transaction=True)
