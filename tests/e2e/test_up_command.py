@@ -64,7 +64,8 @@ def test_up_starts_the_console_worker_and_beat_with_a_login_and_demo_traces(tmp_
         assert f"Database ready: {tmp_path / 'agentops.sqlite3'}" in text, text
         db = sqlite3.connect(tmp_path / "agentops.sqlite3")
         traces = db.execute("SELECT count(*), sum(span_count) FROM traces_trace").fetchone()
-        assert traces[0] == 4 and traces[1] >= 4 * 5
+        # root, plan, tool call and final answer at the least
+        assert traces[0] == 4 and traces[1] >= 4 * 4
         assert len(key) > 20
         assert (tmp_path / "demo-password").read_text().strip() == login.group(2)
 
