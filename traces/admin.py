@@ -1,7 +1,17 @@
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from traces.models import IngestKey, Membership, ModelPriceOverride, Project, Span, Trace
+from traces.models import (
+    AgentPhase,
+    IngestKey,
+    Kpi,
+    Membership,
+    ModelPriceOverride,
+    Outcome,
+    Project,
+    Span,
+    Trace,
+)
 from traces.pricing import price_lookup
 from traces.services import ingest_key_create, ingest_key_revoke
 
@@ -130,6 +140,35 @@ class SpanAdmin(admin.ModelAdmin):
     list_display = ["span_id", "name", "step", "model", "trace_id", "started_at", "cost_source"]
     list_filter = ["project", "step", "cost_source"]
     search_fields = ["trace_id", "span_id", "name", "model", "tool_name"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Kpi)
+class KpiAdmin(admin.ModelAdmin):
+    list_display = ["name", "label", "project", "kind", "unit", "higher_is_better", "baseline"]
+    list_filter = ["project", "kind", "baseline"]
+    search_fields = ["name", "label"]
+
+
+@admin.register(AgentPhase)
+class AgentPhaseAdmin(admin.ModelAdmin):
+    list_display = ["agent", "phase", "since", "project", "note"]
+    list_filter = ["project", "phase"]
+    search_fields = ["agent"]
+    date_hierarchy = "since"
+
+
+@admin.register(Outcome)
+class OutcomeAdmin(admin.ModelAdmin):
+    list_display = ["trace_id", "kind", "name", "value", "source", "recorded_at", "project"]
+    list_filter = ["project", "kind", "source", "name"]
+    search_fields = ["trace_id", "name"]
     show_full_result_count = False
 
     def has_add_permission(self, request):

@@ -110,6 +110,9 @@ TRACE_COLUMNS = (
     "unpriced_count",
     "status",
     "root_status",
+    "prompt_version",
+    "phase",
+    "intervened",
     "session_id",
     "user_id",
     "first_received_at",
@@ -193,6 +196,9 @@ class _TraceDelta:
     user_id: str = ""
     first_agent_start: int = 0
     agent_from_root: bool = False
+    prompt_version: str = ""
+    phase: str = ""
+    intervened: bool = False
 
 
 def span_batch_ingest(
@@ -301,9 +307,11 @@ def span_batch_ingest(
         new_keys = _insert_spans(values)
         result.stored = len(new_keys)
         result.duplicates = len(rows) - len(new_keys)
-        deltas = _trace_deltas([deltas_input[k] for k in new_keys])
+        new_items = [deltas_input[k] for k in new_keys]
+        deltas = _trace_deltas(new_items)
         if deltas:
             _upsert_traces(project_id, deltas, received_db)
+        _insert_outcomes(project_id, new_items, received_db)
     return result
 
 
@@ -417,6 +425,13 @@ def _trace_deltas(items) -> list[_TraceDelta]:
                 d.agent_version = n.agent_version
             if not d.service_name:
                 d.service_name = n.service_name
+        if n.intervened:
+            d.intervened = True
+        # The root's phase and prompt version name the run; else the first seen.
+        if n.phase and (not d.phase or not raw.parent_span_id):
+            d.phase = n.phase
+        if n.prompt_version and (not d.prompt_version or not raw.parent_span_id):
+            d.prompt_version = n.prompt_version
         if not d.session_id and n.session_id:
             d.session_id = n.session_id
         if not d.user_id and n.user_id:
@@ -484,6 +499,9 @@ def _upsert_traces(project_id: int, deltas: list[_TraceDelta], received_db) -> N
         "unpriced_count": add("unpriced_count"),
         "status": status_sql,
         "root_status": root_status,
+        "prompt_version": root_wins("prompt_version"),
+        "phase": root_wins("phase"),
+        "intervened": f"({t}.intervened OR excluded.intervened)",
         "session_id": keep_first("session_id"),
         "user_id": keep_first("user_id"),
         "last_received_at": "excluded.last_received_at",
@@ -516,6 +534,9 @@ def _upsert_traces(project_id: int, deltas: list[_TraceDelta], received_db) -> N
                 d.unpriced_count,
                 _trace_status(d.root_status),
                 d.root_status,
+                _clip(d.prompt_version, 100),
+                d.phase,
+                d.intervened,
                 _clip(d.session_id, 200),
                 _clip(d.user_id, 200),
                 received_db,
@@ -533,5 +554,53 @@ def _upsert_traces(project_id: int, deltas: list[_TraceDelta], received_db) -> N
                 f"INSERT INTO {t} ({', '.join(TRACE_COLUMNS)}) VALUES "
                 + ", ".join([placeholder] * len(chunk))
                 + f" ON CONFLICT (project_id, trace_id) DO UPDATE SET {set_sql}",
+                [v for row in chunk for v in row],
+            )
+
+
+OUTCOME_COLUMNS = (
+    "project_id",
+    "trace_id",
+    "kind",
+    "name",
+    "value",
+    "source",
+    "recorded_at",
+    "received_at",
+)
+
+
+def _insert_outcomes(project_id: int, items, received_db) -> None:
+    """KPI and eval values carried on spans (agentops.kpi.* / agentops.eval.*).
+
+    A value already posted through the outcomes API for the same run is kept: it was
+    measured later, by the system that knows the outcome."""
+    adapt_dt = connection.ops.adapt_datetimefield_value
+    rows = {}
+    for raw, n, _priced in items:
+        for kind, values in (("kpi", n.kpis), ("eval", n.evals)):
+            for name, value in (values or {}).items():
+                rows[(raw.trace_id, kind, name[:100])] = (
+                    project_id,
+                    raw.trace_id,
+                    kind,
+                    name[:100],
+                    value,
+                    "span",
+                    adapt_dt(ns_to_datetime(raw.end_ns)),
+                    received_db,
+                )
+    if not rows:
+        return
+    placeholder = "(" + ", ".join(["%s"] * len(OUTCOME_COLUMNS)) + ")"
+    values = [rows[k] for k in sorted(rows)]
+    per_statement = 30000 // len(OUTCOME_COLUMNS)
+    with connection.cursor() as cursor:
+        for i in range(0, len(values), per_statement):
+            chunk = values[i : i + per_statement]
+            cursor.execute(
+                f"INSERT INTO traces_outcome ({', '.join(OUTCOME_COLUMNS)}) VALUES "
+                + ", ".join([placeholder] * len(chunk))
+                + " ON CONFLICT (project_id, trace_id, kind, name) DO NOTHING",
                 [v for row in chunk for v in row],
             )

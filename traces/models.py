@@ -219,6 +219,11 @@ class Trace(models.Model):
         max_length=16, choices=TraceStatus.choices, default=TraceStatus.INCOMPLETE
     )
     root_status = models.CharField(max_length=8, blank=True, default="")
+    prompt_version = models.CharField(max_length=100, blank=True, default="")
+    phase = models.CharField(
+        max_length=16, blank=True, default="", help_text="Rollout phase the run reported"
+    )
+    intervened = models.BooleanField(default=False, help_text="A person took over or changed it")
     session_id = models.CharField(max_length=200, blank=True, default="")
     user_id = models.CharField(max_length=200, blank=True, default="")
     first_received_at = models.DateTimeField()
@@ -357,3 +362,95 @@ class Rollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bucket_start:%Y-%m-%d %H:%M} {self.agent}/{self.model}"
+
+
+class Kpi(models.Model):
+    """A business number a project's agents are deployed to move, declared in the admin.
+
+    Values arrive on runs (`agentops.kpi.<name>`) or later through the outcomes API.
+    """
+
+    class Kind(models.TextChoices):
+        MEAN = "mean", "Mean of values (e.g. handle time)"
+        RATE = "rate", "Rate of 0/1 outcomes (e.g. resolved)"
+
+    class Baseline(models.TextChoices):
+        PREVIOUS_VERSION = "previous_version", "The agent's previous version"
+        SHADOW = "shadow", "The shadow phase (agent recommends, people act)"
+        CONTROL = "control", "Human-handled control runs (phase 'human')"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="kpis")
+    name = models.SlugField(max_length=100, help_text="As in agentops.kpi.<name>")
+    label = models.CharField(max_length=150, blank=True, default="")
+    unit = models.CharField(max_length=30, blank=True, default="")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.MEAN)
+    higher_is_better = models.BooleanField(default=True)
+    baseline = models.CharField(
+        max_length=20, choices=Baseline.choices, default=Baseline.PREVIOUS_VERSION
+    )
+    description = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["project", "name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="kpi_unique")]
+
+    def __str__(self) -> str:
+        return self.label or self.name
+
+
+class Outcome(models.Model):
+    """A KPI or eval value of one run. One per (run, kind, name): posting it again updates it."""
+
+    class Kind(models.TextChoices):
+        KPI = "kpi", "KPI"
+        EVAL = "eval", "Eval score"
+
+    class Source(models.TextChoices):
+        SPAN = "span", "On the run (agentops.kpi / agentops.eval)"
+        API = "api", "Outcomes API"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    trace_id = models.CharField(max_length=32)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.KPI)
+    name = models.CharField(max_length=100)
+    value = models.FloatField()
+    source = models.CharField(max_length=8, choices=Source.choices)
+    recorded_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "trace_id", "kind", "name"], name="outcome_once_per_run"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "kind", "name"], name="outcome_name_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value} ({self.trace_id})"
+
+
+class AgentPhase(models.Model):
+    """The rollout phase an agent entered on a date, for runs that do not report one."""
+
+    class Phase(models.TextChoices):
+        SHADOW = "shadow", "Shadow (recommends; people act)"
+        BOUNDED = "bounded", "Bounded (acts on low-risk cases)"
+        EXPANDED = "expanded", "Expanded"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="agent_phases")
+    agent = models.CharField(max_length=200)
+    phase = models.CharField(max_length=16, choices=Phase.choices)
+    since = models.DateTimeField(help_text="When the phase began")
+    note = models.CharField(max_length=300, blank=True, default="")
+
+    class Meta:
+        ordering = ["project", "agent", "-since"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "agent", "since"], name="agent_phase_unique_start"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent}: {self.phase} since {self.since:%Y-%m-%d}"

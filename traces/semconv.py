@@ -20,6 +20,7 @@ lookup, and JSON is parsed only for the few blobs that need it when they are pre
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -54,6 +55,15 @@ class Neutral:
     status_message: str = ""
     error_type: str = ""
     service_name: str = ""
+    # Rollout and outcome dimensions (agentops.* namespace).
+    phase: str = ""  # shadow, bounded, expanded, or human (a human-handled control run)
+    intervened: bool = False  # a person took over or changed the outcome here
+    kpis: dict[str, float] | None = None  # agentops.kpi.<name>
+    evals: dict[str, float] | None = None  # agentops.eval.<name>
+
+
+PHASES = ("shadow", "bounded", "expanded", "human")
+_TRUE = (True, "true", "True", "1", 1)
 
 
 @dataclass(slots=True)
@@ -670,7 +680,59 @@ def map_span(raw: RawSpan) -> Neutral:
                 break
     n.status_message = message
     n.error_type = _error_type(etype)
+
+    # ---- rollout phase, interventions, KPI and eval values
+    phase = a.get("agentops.autonomy.phase")
+    if type(phase) is str and phase.lower() in PHASES:
+        n.phase = phase.lower()
+    n.intervened = (
+        a.get("agentops.human.intervened") in _TRUE
+        or n.step == ESCALATION
+        or a.get("agentops.policy.decision") == "escalate"
+    )
+    if "agentops.kpi." in _AGENTOPS_PREFIXES(a) or "agentops.eval." in _AGENTOPS_PREFIXES(a):
+        n.kpis = _numbers_under(a, "agentops.kpi.")
+        n.evals = _numbers_under(a, "agentops.eval.")
     return n
+
+
+def _AGENTOPS_PREFIXES(a: dict[str, Any]) -> set[str]:
+    """Which of our value namespaces occur on the span (one pass over the keys)."""
+    found = set()
+    for key in a:
+        if key.startswith("agentops.kpi."):
+            found.add("agentops.kpi.")
+        elif key.startswith("agentops.eval."):
+            found.add("agentops.eval.")
+    return found
+
+
+def _numbers_under(a: dict[str, Any], prefix: str) -> dict[str, float] | None:
+    """{name: value} of numeric (or boolean, as 0/1) attributes named prefix + name."""
+    out = {}
+    for key, value in a.items():
+        if not key.startswith(prefix) or len(key) == len(prefix):
+            continue
+        if type(value) is bool:
+            out[key[len(prefix) :]] = 1.0 if value else 0.0
+            continue
+        number = _float(value)
+        if number is not None:
+            out[key[len(prefix) :]] = number
+    return out or None
+
+
+def _float(value: Any) -> float | None:
+    if type(value) in (int, float):
+        f = float(value)
+    elif type(value) is str:
+        try:
+            f = float(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return f if math.isfinite(f) else None
 
 
 # ------------------------------------------------------------------ extract_messages

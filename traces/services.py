@@ -82,3 +82,71 @@ def membership_set(*, project: Project, user, role: str) -> Membership:
         project=project, user=user, defaults={"role": role}
     )
     return membership
+
+
+# ------------------------------------------------------------------ outcomes
+
+
+@dataclass
+class OutcomeResult:
+    created: int = 0
+    updated: int = 0
+    unknown_trace_ids: list[str] | None = None
+
+
+def outcomes_record(*, project_id: int, items: list[dict]) -> OutcomeResult:
+    """Store KPI/eval values of runs (validated items: trace_id, kind, name, value,
+    recorded_at). Posting the same (run, kind, name) again updates its value. Values for
+    runs the project does not have are not stored and are reported back."""
+    from traces.models import Outcome, Trace
+
+    now = datetime.now(UTC)
+    trace_ids = {item["trace_id"] for item in items}
+    known = set(
+        Trace.objects.filter(project_id=project_id, trace_id__in=trace_ids).values_list(
+            "trace_id", flat=True
+        )
+    )
+    result = OutcomeResult(unknown_trace_ids=sorted(trace_ids - known))
+    wanted: dict[tuple[str, str, str], dict] = {}
+    for item in items:
+        if item["trace_id"] in known:
+            wanted[(item["trace_id"], item["kind"], item["name"])] = item  # last one wins
+    if not wanted:
+        return result
+    with transaction.atomic():
+        existing = {
+            (o.trace_id, o.kind, o.name): o
+            for o in Outcome.objects.select_for_update().filter(
+                project_id=project_id,
+                trace_id__in={k[0] for k in wanted},
+                name__in={k[2] for k in wanted},
+            )
+        }
+        to_update, to_create = [], []
+        for key, item in wanted.items():
+            outcome = existing.get(key)
+            if outcome is None:
+                to_create.append(
+                    Outcome(
+                        project_id=project_id,
+                        trace_id=key[0],
+                        kind=key[1],
+                        name=key[2],
+                        value=item["value"],
+                        source=Outcome.Source.API,
+                        recorded_at=item["recorded_at"] or now,
+                        received_at=now,
+                    )
+                )
+            else:
+                outcome.value = item["value"]
+                outcome.source = Outcome.Source.API
+                outcome.recorded_at = item["recorded_at"] or now
+                outcome.received_at = now
+                to_update.append(outcome)
+        # A concurrent post of the same outcome may insert first: skip, then update it.
+        Outcome.objects.bulk_create(to_create, ignore_conflicts=True)
+        Outcome.objects.bulk_update(to_update, ["value", "source", "recorded_at", "received_at"])
+    result.created, result.updated = len(to_create), len(to_update)
+    return result

@@ -307,3 +307,40 @@ def test_concurrent_batches_of_one_trace_add_up(project):
         assert trace.tool_call_count == 4
         Trace.objects.all().delete()
         Span.objects.all().delete()
+
+
+def test_it_keeps_the_runs_phase_prompt_version_interventions_and_outcomes(project):
+    from traces.models import Outcome
+
+    trace_id, root = new_trace_id(), new_span_id()
+    root_span = raw_span(
+        trace_id=trace_id,
+        span_id=root,
+        name="invoke_agent a",
+        start=T0,
+        attributes={
+            "gen_ai.agent.name": "a",
+            "agentops.autonomy.phase": "bounded",
+            "agentops.prompt.version": "v7",
+            "agentops.kpi.resolved": True,
+            "agentops.eval.helpfulness": 0.75,
+        },
+    )
+    escalation = raw_span(
+        trace_id=trace_id,
+        parent_span_id=root,
+        start=T0,
+        attributes={"agentops.step": "escalation"},
+    )
+    # The escalation arrives after its root, in another batch, and is re-sent.
+    span_batch_ingest(project_id=project.pk, spans=[root_span])
+    trace = Trace.objects.get()
+    assert (trace.phase, trace.prompt_version, trace.intervened) == ("bounded", "v7", False)
+    span_batch_ingest(project_id=project.pk, spans=[escalation])
+    span_batch_ingest(project_id=project.pk, spans=[escalation, root_span])
+    trace.refresh_from_db()
+    assert trace.intervened is True
+    assert sorted(Outcome.objects.values_list("kind", "name", "value", "source")) == [
+        ("eval", "helpfulness", 0.75, "span"),
+        ("kpi", "resolved", 1.0, "span"),
+    ]

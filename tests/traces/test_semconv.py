@@ -1140,3 +1140,69 @@ def test_it_never_raises_on_odd_payloads():
 def test_it_never_raises_on_non_dict_arguments():
     assert extract_messages(None, None) == Messages()  # type: ignore[arg-type]
     assert extract_messages({"gen_ai.input.messages": "[" * 100000 + "]" * 100000}, []) is not None
+
+
+# ------------------------------------------------------------------ rollout and outcomes
+
+
+def _span(attributes: dict):
+    from traces.otlp import RawSpan
+
+    return RawSpan(
+        trace_id="a" * 32,
+        span_id="b" * 16,
+        parent_span_id="",
+        name="run",
+        kind=1,
+        start_ns=1,
+        end_ns=2,
+        attributes=attributes,
+        events=[],
+        links=[],
+        status_code=0,
+        status_message="",
+        resource={},
+        scope={},
+    )
+
+
+def test_it_reads_the_rollout_phase_and_ignores_unknown_phases():
+    assert map_span(_span({"agentops.autonomy.phase": "Bounded"})).phase == "bounded"
+    assert map_span(_span({"agentops.autonomy.phase": "human"})).phase == "human"
+    assert map_span(_span({"agentops.autonomy.phase": "yolo"})).phase == ""
+
+
+@pytest.mark.parametrize(
+    ("attributes", "intervened"),
+    [
+        ({"agentops.human.intervened": True}, True),
+        ({"agentops.human.intervened": "true"}, True),
+        ({"agentops.human.intervened": False}, False),
+        ({"agentops.step": "escalation"}, True),
+        ({"agentops.policy.decision": "escalate"}, True),
+        ({"agentops.policy.decision": "allow"}, False),
+        ({}, False),
+    ],
+)
+def test_it_counts_interventions_from_flags_escalations_and_escalating_policies(
+    attributes, intervened
+):
+    assert map_span(_span(attributes)).intervened is intervened
+
+
+def test_it_reads_kpi_and_eval_values_as_numbers():
+    n = map_span(
+        _span(
+            {
+                "agentops.kpi.resolved": True,
+                "agentops.kpi.handle_time_s": "42.5",
+                "agentops.kpi.bad": "n/a",
+                "agentops.kpi.nan": float("nan"),
+                "agentops.eval.helpfulness": 0.8,
+                "agentops.kpi.": 3,
+            }
+        )
+    )
+    assert n.kpis == {"resolved": 1.0, "handle_time_s": 42.5}
+    assert n.evals == {"helpfulness": 0.8}
+    assert map_span(_span({"gen_ai.operation.name": "chat"})).kpis is None
