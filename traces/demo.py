@@ -130,12 +130,26 @@ class DemoTraffic:
         request = rng.choice(agent.requests).format(n=n)
         user = f"user-{rng.randint(1, 40)}"
         session = f"sess-{user}-{rng.randint(1, 3)}"
-        fail = rng.random() < 0.06
-        escalate = rng.random() < 0.12
+        # Rollout story for the KPI pages: runs older than 12 hours ran the previous
+        # version, which failed and escalated more; a fifth of support requests are a
+        # human-handled control group, tagged with the phase "human".
+        age_h = (time.time_ns() - t) / NS / 3600
+        version = agent.version
+        fail_rate, escalate_rate = 0.06, 0.12
+        if age_h > 12:
+            major, minor, _ = agent.version.split(".")
+            version = f"{major}.{max(int(minor) - 1, 0)}.0"
+            fail_rate, escalate_rate = 0.10, 0.22
+        phase = agent.phase
+        if agent.name == "support-agent" and rng.random() < 0.2:
+            phase = "human"
+            escalate_rate = 0.30
+        fail = rng.random() < fail_rate
+        escalate = rng.random() < escalate_rate
         common = {
             "gen_ai.agent.name": agent.name,
-            "agentops.agent.version": agent.version,
-            "agentops.autonomy.phase": agent.phase,
+            "agentops.agent.version": version,
+            "agentops.autonomy.phase": phase,
             "agentops.prompt.name": f"{agent.name}-system",
             "agentops.prompt.version": "v3" if rng.random() < 0.7 else "v4",
             "session.id": session,
@@ -233,6 +247,11 @@ class DemoTraffic:
         )
         root.set_attribute("agentops.human.intervened", escalate)
         root.set_attribute("agentops.kpi.resolved", 0 if fail or escalate else 1)
+        # Minutes a customer waited for the answer: the business's own cycle time.
+        root.set_attribute(
+            "agentops.kpi.handle_time_min",
+            round(rng.lognormvariate(1.2 if phase != "human" else 2.3, 0.5), 1),
+        )
         root.set_attribute("agentops.eval.helpfulness", round(rng.uniform(0.55, 0.98), 2))
         root.set_attribute("agentops.confidence", round(rng.uniform(0.4, 0.99), 2))
         if fail:
@@ -325,3 +344,42 @@ def _ctx(span):
     from opentelemetry import trace
 
     return trace.set_span_in_context(span)
+
+
+def demo_declarations_ensure(*, project) -> None:
+    """The KPIs and rollout phases the demo traffic speaks of (idempotent)."""
+    from datetime import UTC, datetime, timedelta
+
+    from traces.models import AgentPhase, Kpi
+
+    Kpi.objects.get_or_create(
+        project=project,
+        name="resolved",
+        defaults={
+            "label": "Resolved without a person",
+            "kind": Kpi.Kind.RATE,
+            "higher_is_better": True,
+            "baseline": Kpi.Baseline.PREVIOUS_VERSION,
+            "description": "The customer's request was closed by the agent alone.",
+        },
+    )
+    Kpi.objects.get_or_create(
+        project=project,
+        name="handle_time_min",
+        defaults={
+            "label": "Handle time",
+            "unit": "min",
+            "kind": Kpi.Kind.MEAN,
+            "higher_is_better": False,
+            "baseline": Kpi.Baseline.CONTROL,
+            "description": "Minutes from request to answer, against human-handled requests.",
+        },
+    )
+    start = datetime.now(UTC) - timedelta(days=30)
+    for agent in AGENTS:
+        AgentPhase.objects.get_or_create(
+            project=project,
+            agent=agent.name,
+            since=start.replace(hour=0, minute=0, second=0, microsecond=0),
+            defaults={"phase": agent.phase, "note": "demo rollout"},
+        )

@@ -68,6 +68,9 @@ def test_up_starts_the_console_worker_and_beat_with_a_login_and_demo_traces(tmp_
         assert traces[0] == 4 and traces[1] >= 4 * 4
         assert len(key) > 20
         assert (tmp_path / "demo-password").read_text().strip() == login.group(2)
+        # The demo speaks of KPIs, phases and versions the KPI pages can compare.
+        assert db.execute("SELECT count(*) FROM traces_kpi").fetchone()[0] == 2
+        assert db.execute("SELECT count(*) FROM traces_outcome").fetchone()[0] >= 4 * 3
 
         # Beat and the worker run beside the web server, on the serverless broker: the
         # spans get folded into rollups without anyone calling the task.

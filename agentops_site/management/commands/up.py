@@ -26,6 +26,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from budgets.demo import demo_budgets_ensure
+from traces.demo import demo_declarations_ensure
 from traces.models import IngestKey, Membership, Project
 from traces.services import ingest_key_create, key_hash, membership_set, project_create
 
@@ -180,6 +181,7 @@ class Command(BaseCommand):
         user = get_user_model().objects.get(username="demo")
         membership_set(project=project, user=user, role=Membership.Role.ADMIN)
         demo_budgets_ensure(project=project)
+        demo_declarations_ensure(project=project)
         key_file = self._var("demo-ingest-key")
         if key_file.exists():
             secret = key_file.read_text().strip()
