@@ -240,6 +240,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": ROLLUP_EVERY_SECONDS,
         "options": {"expires": ROLLUP_EVERY_SECONDS},
     },
+    "rollup-runs": {
+        "task": "traces.tasks.rollup_runs",
+        "schedule": 60,
+        "options": {"expires": 60},
+    },
     "evaluate-budgets": {
         "task": "budgets.tasks.evaluate_budgets",
         "schedule": EVALUATE_EVERY_SECONDS,

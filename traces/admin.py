@@ -9,6 +9,7 @@ from traces.models import (
     ModelPriceOverride,
     Outcome,
     Project,
+    PromotionCriteria,
     Span,
     Trace,
 )
@@ -176,3 +177,20 @@ class OutcomeAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(PromotionCriteria)
+class PromotionCriteriaAdmin(admin.ModelAdmin):
+    list_display = [
+        "agent",
+        "from_phase",
+        "to_phase",
+        "min_runs",
+        "max_exception_rate",
+        "max_intervention_rate",
+        "require_no_kpi_regression",
+        "window_days",
+        "project",
+    ]
+    list_filter = ["project", "from_phase"]
+    search_fields = ["agent"]

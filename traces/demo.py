@@ -350,7 +350,7 @@ def demo_declarations_ensure(*, project) -> None:
     """The KPIs and rollout phases the demo traffic speaks of (idempotent)."""
     from datetime import UTC, datetime, timedelta
 
-    from traces.models import AgentPhase, Kpi
+    from traces.models import AgentPhase, Kpi, PromotionCriteria
 
     Kpi.objects.get_or_create(
         project=project,
@@ -383,3 +383,11 @@ def demo_declarations_ensure(*, project) -> None:
             since=start.replace(hour=0, minute=0, second=0, microsecond=0),
             defaults={"phase": agent.phase, "note": "demo rollout"},
         )
+        next_phase = {"shadow": "bounded", "bounded": "expanded"}.get(agent.phase)
+        if next_phase:
+            PromotionCriteria.objects.get_or_create(
+                project=project,
+                agent=agent.name,
+                from_phase=agent.phase,
+                defaults={"to_phase": next_phase, "min_runs": 50, "window_days": 7},
+            )

@@ -248,6 +248,8 @@ class Trace(models.Model):
                 name="trace_project_session_idx",
                 condition=~Q(session_id=""),
             ),
+            # The run-rollup refresh finds the days that changed since its watermark.
+            models.Index(fields=["last_received_at"], name="trace_last_received_idx"),
         ]
 
     def __str__(self) -> str:
@@ -424,7 +426,10 @@ class Outcome(models.Model):
                 fields=["project", "trace_id", "kind", "name"], name="outcome_once_per_run"
             ),
         ]
-        indexes = [models.Index(fields=["project", "kind", "name"], name="outcome_name_idx")]
+        indexes = [
+            models.Index(fields=["project", "kind", "name"], name="outcome_name_idx"),
+            models.Index(fields=["received_at"], name="outcome_received_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name}={self.value} ({self.trace_id})"
@@ -454,3 +459,87 @@ class AgentPhase(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent}: {self.phase} since {self.since:%Y-%m-%d}"
+
+
+class RunRollup(models.Model):
+    """Runs of one UTC day per agent × agent version × prompt version × phase.
+
+    Rebuilt whole by `traces.kpis.run_rollups_refresh` (a day's rows are replaced, never
+    incremented), so a late outcome or a re-sent span simply lands on the next refresh.
+    Phase is the run's reported phase, else the agent's `AgentPhase` at the run's start.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField(help_text="UTC day of the run's start")
+    agent = models.CharField(max_length=200, blank=True, default="")
+    agent_version = models.CharField(max_length=100, blank=True, default="")
+    prompt_version = models.CharField(max_length=100, blank=True, default="")
+    phase = models.CharField(max_length=16, blank=True, default="")
+    runs = models.BigIntegerField(default=0)
+    error_runs = models.BigIntegerField(default=0)
+    intervened_runs = models.BigIntegerField(default=0)
+    cost_usd = money_field(default=0)
+    cycle_time = models.JSONField(default=dict, help_text="Histogram of run durations (ms)")
+    outcomes = models.JSONField(
+        default=dict, help_text='{"kpi:<name>": {"n", "sum", "sumsq", "ones"}, "eval:<name>": …}'
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "day", "agent", "agent_version", "prompt_version", "phase"],
+                name="run_rollup_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "day"], name="run_rollup_project_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.agent} {self.agent_version} {self.phase}"
+
+
+class RunRollupWatermark(models.Model):
+    """When `run_rollups_refresh` last started: days touched since then (less a margin) are
+    recomputed. One row per key; a missing or null value means "rebuild every day"."""
+
+    key = models.CharField(max_length=50, unique=True)
+    value = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.value}"
+
+
+class PromotionCriteria(models.Model):
+    """What an agent must show over `window_days` before moving from one phase to the next."""
+
+    class Phase(models.TextChoices):
+        SHADOW = "shadow", "Shadow"
+        BOUNDED = "bounded", "Bounded"
+        EXPANDED = "expanded", "Expanded"
+
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="promotion_criteria"
+    )
+    agent = models.CharField(max_length=200)
+    from_phase = models.CharField(max_length=16, choices=Phase.choices)
+    to_phase = models.CharField(max_length=16, choices=Phase.choices)
+    min_runs = models.PositiveIntegerField(default=500)
+    max_exception_rate = models.DecimalField(
+        max_digits=5, decimal_places=2, default=2, help_text="Percent of runs"
+    )
+    max_intervention_rate = models.DecimalField(
+        max_digits=5, decimal_places=2, default=5, help_text="Percent of runs"
+    )
+    require_no_kpi_regression = models.BooleanField(default=True)
+    window_days = models.PositiveIntegerField(default=14)
+
+    class Meta:
+        verbose_name_plural = "promotion criteria"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "agent", "from_phase"], name="promotion_criteria_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent}: {self.from_phase} → {self.to_phase}"
