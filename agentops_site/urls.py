@@ -37,6 +37,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/", include("traces.api.urls")),
     path("api/", include("budgets.api.urls")),
+    path("", include("traces.urls_kpi")),
     path("", include("traces.urls")),
     path("", include("budgets.urls")),
 ]

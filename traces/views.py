@@ -34,8 +34,8 @@ SESSION_PAGE_SIZE = 100
 
 
 def home(request):
-    # The overview page comes later; until then the trace list is the front page.
-    return redirect("trace-list")
+    # The overview is the landing page after login.
+    return redirect("overview")
 
 
 def _exporter_setup() -> dict:

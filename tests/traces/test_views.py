@@ -165,9 +165,9 @@ def big_trace(project, spans: int) -> str:
 # ------------------------------------------------------------------ access
 
 
-def test_home_redirects_to_the_trace_list(client_logged_in):
+def test_home_redirects_to_the_overview(client_logged_in):
     response = client_logged_in.get("/")
-    assert response.status_code == 302 and response.url == reverse("trace-list")
+    assert response.status_code == 302 and response.url == reverse("overview")
 
 
 @pytest.mark.parametrize(
