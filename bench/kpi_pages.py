@@ -38,7 +38,7 @@ SELECT p.id, lpad(to_hex(r), 32, '0'), lpad(to_hex(r), 16, '0'), 'run',
     'agent-' || (r %% 4), '1.' || (r %% 3) || '.0', 'v' || (r %% 2),
     (ARRAY['shadow', 'bounded', 'expanded', 'human'])[1 + (r %% 4)],
     (r %% 10 = 0), 'svc', t, t + interval '20 seconds', 0, 0,
-    5000 + (r * 7919) %% 60000, 10, 0, 4, 5, 4000, 800, 0, 0, 0.004, 0,
+    5000 + (r::bigint * 7919) %% 60000, 10, 0, 4, 5, 4000, 800, 0, 0, 0.004, 0,
     CASE WHEN r %% 13 = 0 THEN 'error' ELSE 'ok' END,
     CASE WHEN r %% 13 = 0 THEN 'error' ELSE 'ok' END, '', '', t, t
 FROM traces_project p,
