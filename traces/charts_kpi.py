@@ -176,7 +176,7 @@ def lift_over_time_figure(
             "hovermode": "x unified",
             "showlegend": True,
             "legend": {"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
-            "xaxis": _axis(type="date"),
+            "xaxis": _axis(type="date", tickformat="%b %d", dtick=86_400_000),
             "yaxis": _axis(
                 title={"text": axis_title},
                 ticksuffix=" pp" if percent else "",

@@ -357,3 +357,31 @@ def test_agents_query_count_grows_with_agents_and_kpis_only(
     _many_agents(project)
     with django_assert_max_num_queries(14 + 6 * 3):
         assert client_logged_in.get(reverse("agents")).status_code == 200
+
+
+def test_overview_shows_todays_and_this_months_cost_against_the_budgets(client_logged_in, project):
+    from decimal import Decimal
+
+    from budgets.models import BudgetEnvelope
+
+    BudgetEnvelope.objects.create(
+        project=project,
+        name="Monthly spend",
+        metric="cost_usd",
+        limit=Decimal("100"),
+        period="month",
+        thresholds=[80, 100],
+        state="warning",
+        last_value=Decimal("84"),
+        last_evaluated_at=datetime.now(UTC),
+    )
+    BudgetEnvelope.objects.create(
+        project=project, name="Weekly tokens", metric="tokens", limit=1000, period="week",
+        thresholds=[100],
+    )  # fmt: skip
+
+    html = client_logged_in.get(f"/overview/?project={project.slug}").content.decode()
+
+    section = html[html.index('id="cost-budgets"') :]
+    assert "Monthly spend" in section and "84 %" in section and "Warning" in section
+    assert "Weekly tokens" not in section
