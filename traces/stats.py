@@ -348,9 +348,10 @@ class Lift:
         return self.verdict in (BETTER, WORSE)
 
     def summary(self, noun: str = "runs") -> str:
-        """One line of plain text, e.g. "+4.2 pp (95 % CI +1.1 to +7.3), 1,204 vs 1,187 runs"
-        for a rate, "−0.00212 (−14.3 %; 95 % CI −0.00243 to −0.00180), 300 vs 300 runs" for a
-        mean (the relative lift is shown for means only, when the baseline is not 0)."""
+        """One line of plain text, e.g. "+4.2 pp (+6.1 %; 95 % CI +1.1 to +7.3), 1,204 vs
+        1,187 runs" for a rate, "−0.00212 (−14.3 %; 95 % CI −0.00243 to −0.00180), 300 vs
+        300 runs" for a mean. The relative lift (against the baseline's value) is shown
+        when the baseline is not 0; the interval is the absolute difference's."""
         counts = f"{_fmt_count(self.n_treatment)} vs {_fmt_count(self.n_baseline)} {noun}"
         if self.verdict == NOT_ENOUGH_DATA:
             return f"Not enough data: {counts} ({self.reason or self._default_reason()})"
@@ -362,7 +363,7 @@ class Lift:
         decimals = 1 if self.kind == "rate" else _decimals(max(abs(absolute), abs(low), abs(high)))
         level = f"{self.confidence * 100:g} %"
         relative = ""
-        if self.kind == "mean" and self.relative is not None:
+        if self.relative is not None:
             relative = f"{_fmt_signed(self.relative * 100.0, 1)} %; "
         interval = f"{_fmt_signed(low, decimals)} to {_fmt_signed(high, decimals)}"
         text = (

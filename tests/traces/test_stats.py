@@ -314,7 +314,7 @@ def test_newcombe_all_failures_and_all_successes():
 def test_newcombe_identical_groups():
     lift = newcombe_diff(RateStats(500, 120), RateStats(500, 120))
     assert lift.verdict == "no_significant_difference"
-    assert lift.summary().startswith("No significant difference: 0.0 pp (95 % CI −")
+    assert lift.summary().startswith("No significant difference: 0.0 pp (0.0 %; 95 % CI −")
 
 
 def test_newcombe_tiny_samples():
@@ -342,7 +342,8 @@ def test_summary_significant_rate():
         n_treatment=1204, n_baseline=1187, treatment_value=0.462, baseline_value=0.42,
         verdict="better", kind="rate",
     )  # fmt: skip
-    assert lift.summary() == "+4.2 pp (95 % CI +1.1 to +7.3), 1,204 vs 1,187 runs"
+    # Absolute lift in percentage points, relative lift against the baseline's rate.
+    assert lift.summary() == "+4.2 pp (+10.0 %; 95 % CI +1.1 to +7.3), 1,204 vs 1,187 runs"
 
 
 def test_summary_no_difference_rate():
