@@ -16,6 +16,7 @@ from django.urls import reverse
 from budgets.models import BudgetEnvelope
 from budgets.selectors import CUMULATIVE_METRICS, CostSeries, UsageSeries
 from budgets.templatetags.budget_display import metric_text
+from traces.charts_kpi import CONFIG, FONT  # one look for every chart of the console
 
 Metric = BudgetEnvelope.Metric
 
@@ -39,17 +40,6 @@ PALETTE = (
 )
 OTHER_COLOUR = "#bab0ac"
 MAX_STACKED = len(PALETTE)  # more groups than colours fold into "other"
-
-FONT = {
-    "family": 'system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", Arial, sans-serif',
-    "size": 12,
-    "color": "#1b2028",
-}
-CONFIG = {
-    "displaylogo": False,
-    "responsive": True,
-    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines"],
-}
 
 
 def local(dt: datetime, tz: tzinfo) -> str:
