@@ -80,6 +80,13 @@ def traces_url(
         params["min_cost"] = f"{envelope.limit.normalize():f}"  # the runs over the cap
     params["since"] = _utc_param(start)
     params["until"] = _utc_param(end)
+    if envelope.metric in (BudgetEnvelope.Metric.COST, BudgetEnvelope.Metric.RUN_COST):
+        params["order"] = "cost"  # the runs that drove the spend first
+    elif envelope.metric in (
+        BudgetEnvelope.Metric.P95_LATENCY,
+        BudgetEnvelope.Metric.RUN_DURATION,
+    ):
+        params["order"] = "duration"
     return f"{reverse('trace-list')}?{urlencode(params)}"
 
 

@@ -52,7 +52,15 @@ class TraceFilters:
     until: datetime | None = None
     min_cost: Decimal | None = None
     q: str = ""
+    order: str = "newest"
     errors: list[str] | None = None
+
+    ORDERS = {
+        "newest": ("-started_at", "-id"),
+        "cost": ("-cost_usd", "-started_at", "-id"),
+        "duration": ("-duration_ms", "-started_at", "-id"),
+        "tokens": ("-input_tokens", "-started_at", "-id"),
+    }
 
     @classmethod
     def from_params(cls, params) -> TraceFilters:
@@ -64,6 +72,12 @@ class TraceFilters:
             q=params.get("q", "").strip(),
             errors=[],
         )
+        order = params.get("order", "").strip()
+        if order:
+            if order in cls.ORDERS:
+                f.order = order
+            else:
+                f.errors.append(f"order must be one of {', '.join(cls.ORDERS)}")
         if f.status and f.status not in TraceStatus.values:
             f.errors.append(f"status must be one of {', '.join(TraceStatus.values)}")
             f.status = ""
@@ -126,7 +140,7 @@ def trace_filter(qs: QuerySet[Trace], filters: TraceFilters) -> QuerySet[Trace]:
         if len(q) <= 32 and all(c in "0123456789abcdef" for c in q):
             cond |= Q(trace_id__startswith=q)
         qs = qs.filter(cond)
-    return qs.select_related("project").order_by("-started_at", "-id")
+    return qs.select_related("project").order_by(*TraceFilters.ORDERS[filters.order])
 
 
 def trace_get_for_user(*, user, project_slug: str, trace_id: str) -> Trace:

@@ -384,8 +384,10 @@ def test_the_alert_detail_shows_figures_deliveries_and_the_traces_behind_it(
     url = response.context["traces_url"]
     assert url.startswith("/traces/?project=acme-support&agent=support-agent&since=")
     assert "until=" in url
-    listed = client_logged_in.get(url).context["page"].object_list
+    assert url.endswith("&order=cost")  # the runs that drove the spend come first
+    listed = list(client_logged_in.get(url).context["page"].object_list)
     assert {t.trace_id for t in listed} == set(seeded[:3])
+    assert [t.cost_usd for t in listed] == sorted((t.cost_usd for t in listed), reverse=True)
     assert "Acknowledge" in html
 
 

@@ -139,3 +139,23 @@ def test_the_openapi_schema_is_served(client_logged_in):
     text = response.content.decode()
     assert "/api/traces/{trace_id}/" in text
     assert schema is None or "paths" in schema
+
+
+def test_the_list_sorts_by_cost_or_duration(client_logged_in, project):
+    cheap, _ = agent_run(project=project, start=T0, tools=0)
+    pricey, _ = agent_run(project=project, start=T0 - timedelta(hours=1), tools=3)
+    from traces.models import Trace
+
+    Trace.objects.filter(trace_id=pricey).update(cost_usd=Decimal("9"), duration_ms=1)
+    Trace.objects.filter(trace_id=cheap).update(cost_usd=Decimal("1"), duration_ms=99_999)
+
+    def order(name):
+        body = client_logged_in.get(f"/api/traces/?order={name}").json()
+        return [t["trace_id"] for t in body["results"]]
+
+    assert order("newest") == [cheap, pricey]
+    assert order("cost") == [pricey, cheap]
+    assert order("duration") == [cheap, pricey]
+    bad = client_logged_in.get("/api/traces/?order=random")
+    assert bad.status_code == 400
+    assert "order" in " ".join(bad.json()["filters"])

@@ -527,3 +527,20 @@ def test_the_timeline_runs_a_fixed_number_of_queries(
     with django_assert_num_queries(TIMELINE_QUERIES):
         response = client_logged_in.get(timeline_url(project, trace_id))
     assert len(waterfall(response)) == spans
+
+
+def test_the_trace_list_can_put_the_costliest_runs_first(client_logged_in, project):
+    from decimal import Decimal
+
+    from tests.factories import agent_run
+    from traces.models import Trace
+
+    newer, _ = agent_run(project=project)
+    older, _ = agent_run(project=project, start=datetime.now(UTC) - timedelta(hours=2))
+    Trace.objects.filter(trace_id=older).update(cost_usd=Decimal("5"))
+
+    page = client_logged_in.get("/traces/?order=cost")
+
+    ids = [t.trace_id for t in page.context["page"].object_list]
+    assert ids == [older, newer]
+    assert 'value="cost" selected' in page.content.decode()

@@ -15,6 +15,9 @@ FILTER_PARAMS = [
     OpenApiParameter("until", OpenApiTypes.DATETIME, description="Started before"),
     OpenApiParameter("min_cost", OpenApiTypes.DECIMAL, description="Minimum cost in USD"),
     OpenApiParameter("q", str, description="Trace id prefix or words of the name"),
+    OpenApiParameter(
+        "order", str, enum=["newest", "cost", "duration", "tokens"], description="Sort order"
+    ),
 ]
 
 
