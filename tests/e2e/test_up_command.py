@@ -82,6 +82,9 @@ def test_up_starts_the_console_worker_and_beat_with_a_login_and_demo_traces(tmp_
             ).fetchone()[0]
             time.sleep(0.5)
         assert folded == traces[1]
+        # The serverless broker keeps all its folders in VAR_DIR, none in the checkout.
+        assert (tmp_path / "broker" / "control").is_dir()
+        assert not (ROOT / "control").exists()
 
         # The printed login works on the running server.
         import http.cookiejar
