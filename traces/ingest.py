@@ -32,6 +32,7 @@ from traces import semconv
 from traces.models import IngestBatch, SpanStatus, Step, TraceStatus
 from traces.otlp import RawSpan
 from traces.pricing import PriceBook
+from traces.sql import insert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -354,23 +355,12 @@ def _insert_spans_copy(values: list[tuple]) -> list[tuple[str, str]]:
 
 def _insert_spans_values(values: list[tuple]) -> list[tuple[str, str]]:
     """SQLite: multi-row INSERT … ON CONFLICT DO NOTHING RETURNING."""
-    ncols = len(SPAN_COLUMNS)
-    per_statement = max(1, 30000 // ncols)  # SQLite allows 32766 bound parameters
-    cols = ", ".join(SPAN_COLUMNS)
-    placeholder = "(" + ", ".join(["%s"] * ncols) + ")"
-    new: list[tuple[str, str]] = []
-    with connection.cursor() as cursor:
-        for i in range(0, len(values), per_statement):
-            chunk = values[i : i + per_statement]
-            sql = (
-                f"INSERT INTO traces_span ({cols}) VALUES "
-                + ", ".join([placeholder] * len(chunk))
-                + " ON CONFLICT (project_id, trace_id, span_id) DO NOTHING"
-                " RETURNING trace_id, span_id"
-            )
-            cursor.execute(sql, [v for row in chunk for v in row])
-            new.extend((t, s) for t, s in cursor.fetchall())
-    return new
+    return insert_rows(
+        table="traces_span",
+        columns=SPAN_COLUMNS,
+        rows=values,
+        tail="ON CONFLICT (project_id, trace_id, span_id) DO NOTHING RETURNING trace_id, span_id",
+    )
 
 
 def _trace_deltas(items) -> list[_TraceDelta]:
@@ -543,19 +533,13 @@ def _upsert_traces(project_id: int, deltas: list[_TraceDelta], received_db) -> N
                 received_db,
             )
         )
-    ncols = len(TRACE_COLUMNS)
-    per_statement = max(1, 30000 // ncols)
-    placeholder = "(" + ", ".join(["%s"] * ncols) + ")"
     set_sql = ", ".join(f"{col} = {expr}" for col, expr in updates.items())
-    with connection.cursor() as cursor:
-        for i in range(0, len(values), per_statement):
-            chunk = values[i : i + per_statement]
-            cursor.execute(
-                f"INSERT INTO {t} ({', '.join(TRACE_COLUMNS)}) VALUES "
-                + ", ".join([placeholder] * len(chunk))
-                + f" ON CONFLICT (project_id, trace_id) DO UPDATE SET {set_sql}",
-                [v for row in chunk for v in row],
-            )
+    insert_rows(
+        table=t,
+        columns=TRACE_COLUMNS,
+        rows=values,
+        tail=f"ON CONFLICT (project_id, trace_id) DO UPDATE SET {set_sql}",
+    )
 
 
 OUTCOME_COLUMNS = (
@@ -592,15 +576,9 @@ def _insert_outcomes(project_id: int, items, received_db) -> None:
                 )
     if not rows:
         return
-    placeholder = "(" + ", ".join(["%s"] * len(OUTCOME_COLUMNS)) + ")"
-    values = [rows[k] for k in sorted(rows)]
-    per_statement = 30000 // len(OUTCOME_COLUMNS)
-    with connection.cursor() as cursor:
-        for i in range(0, len(values), per_statement):
-            chunk = values[i : i + per_statement]
-            cursor.execute(
-                f"INSERT INTO traces_outcome ({', '.join(OUTCOME_COLUMNS)}) VALUES "
-                + ", ".join([placeholder] * len(chunk))
-                + " ON CONFLICT (project_id, trace_id, kind, name) DO NOTHING",
-                [v for row in chunk for v in row],
-            )
+    insert_rows(
+        table="traces_outcome",
+        columns=OUTCOME_COLUMNS,
+        rows=[rows[k] for k in sorted(rows)],
+        tail="ON CONFLICT (project_id, trace_id, kind, name) DO NOTHING",
+    )

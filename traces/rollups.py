@@ -30,6 +30,7 @@ from django.db.models import Q
 from django.dispatch import Signal
 
 from traces.models import IngestBatch, Rollup, Span, SpanStatus, Step, Trace
+from traces.sql import insert_rows
 
 # Sent after new spans were folded and committed, with project_ids=[…]. Whoever watches
 # the rollups (budget evaluation) listens here; traces itself knows nothing of them.
@@ -268,17 +269,12 @@ def _apply(acc: dict, *, fresh: bool = False) -> int:
     updates += [f"{h} = {_hist_merge_sql(f'{t}.{h}', f'excluded.{h}')}" for h in HISTOGRAMS]
     updates.append("updated_at = excluded.updated_at")
     conflict = ", ".join(("project_id", "bucket_start", *GROUP_FIELDS))
-    placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    per_statement = 30000 // len(columns)
-    with connection.cursor() as cursor:
-        for i in range(0, len(rows), per_statement):
-            chunk = rows[i : i + per_statement]
-            cursor.execute(
-                f"INSERT INTO {t} ({', '.join(columns)}) VALUES "
-                + ", ".join([placeholder] * len(chunk))
-                + f" ON CONFLICT ({conflict}) DO UPDATE SET {', '.join(updates)}",
-                [v for row in chunk for v in row],
-            )
+    insert_rows(
+        table=t,
+        columns=columns,
+        rows=rows,
+        tail=f"ON CONFLICT ({conflict}) DO UPDATE SET {', '.join(updates)}",
+    )
     return len(rows)
 
 
