@@ -16,7 +16,7 @@ from django.urls import reverse
 from budgets.models import BudgetEnvelope
 from budgets.selectors import CUMULATIVE_METRICS, CostSeries, UsageSeries
 from budgets.templatetags.budget_display import metric_text
-from traces.charts_kpi import CONFIG, FONT  # one look for every chart of the console
+from traces.charts_kpi import CONFIG, FONT, axis  # one look for every chart
 
 Metric = BudgetEnvelope.Metric
 
@@ -46,17 +46,6 @@ def local(dt: datetime, tz: tzinfo) -> str:
     return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _axis(**extra) -> dict:
-    return {
-        "gridcolor": "#eef0f3",
-        "linecolor": "#cdd2d9",
-        "zeroline": False,
-        "tickfont": {"color": "#596270"},
-        "automargin": True,
-        **extra,
-    }
-
-
 def _layout(*, height: int = 300, **extra) -> dict:
     layout = {
         "height": height,
@@ -68,8 +57,8 @@ def _layout(*, height: int = 300, **extra) -> dict:
         "hoverlabel": {"font": {"size": 12}},
         "showlegend": True,
         "legend": {"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
-        "xaxis": _axis(type="date"),
-        "yaxis": _axis(rangemode="tozero"),
+        "xaxis": axis(type="date"),
+        "yaxis": axis(rangemode="tozero"),
     }
     layout.update(extra)
     return layout
@@ -229,8 +218,8 @@ def envelope_usage_figure(
     tz_name = getattr(tz, "key", str(tz))
     layout = _layout(
         height=340,
-        xaxis=_axis(type="date", range=[x0, x1], title={"text": f"Time ({tz_name})"}),
-        yaxis=_axis(range=[0, top * 1.1 or 1], **fmt),
+        xaxis=axis(type="date", range=[x0, x1], title={"text": f"Time ({tz_name})"}),
+        yaxis=axis(range=[0, top * 1.1 or 1], **fmt),
         shapes=shapes,
         annotations=annotations,
         hovermode="closest" if series.kind == "runs" else "x unified",
@@ -298,8 +287,8 @@ def _stacked_bars(series: CostSeries, value, *, hover: str, yaxis: dict) -> dict
     layout = _layout(
         barmode="stack",
         bargap=0,
-        xaxis=_axis(type="date", hoverformat=HOVER_DATE[series.bucket], range=_x_range(series)),
-        yaxis=_axis(rangemode="tozero", **yaxis),
+        xaxis=axis(type="date", hoverformat=HOVER_DATE[series.bucket], range=_x_range(series)),
+        yaxis=axis(rangemode="tozero", **yaxis),
     )
     return _figure(data, layout)
 
@@ -350,8 +339,8 @@ def latency_figure(series: CostSeries) -> dict:
         )
     layout = _layout(
         height=260,
-        xaxis=_axis(type="date", hoverformat=HOVER_DATE[series.bucket], range=_x_range(series)),
-        yaxis=_axis(rangemode="tozero", ticksuffix=" s"),
+        xaxis=axis(type="date", hoverformat=HOVER_DATE[series.bucket], range=_x_range(series)),
+        yaxis=axis(rangemode="tozero", ticksuffix=" s"),
     )
     layout["legend"] = {**layout["legend"], "traceorder": "reversed"}
     return _figure(data, layout)
@@ -375,8 +364,8 @@ def unpriced_figure(series: CostSeries) -> dict:
         height=170,
         showlegend=False,
         bargap=0,
-        xaxis=_axis(type="date", hoverformat=HOVER_DATE[series.bucket], range=_x_range(series)),
-        yaxis=_axis(rangemode="tozero", tickformat=",d"),
+        xaxis=axis(type="date", hoverformat=HOVER_DATE[series.bucket], range=_x_range(series)),
+        yaxis=axis(rangemode="tozero", tickformat=",d"),
     )
     return _figure(data, layout)
 

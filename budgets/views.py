@@ -14,7 +14,6 @@ from datetime import UTC, datetime, tzinfo
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -48,7 +47,7 @@ from budgets.selectors import (
 )
 from budgets.services import alert_acknowledge
 from traces.models import Project
-from traces.selectors import TraceFilters, project_list_for_user
+from traces.selectors import TraceFilters, project_from_query, project_list_for_user
 
 ALERT_PAGE_SIZE = 50
 RECENT = 20
@@ -314,13 +313,7 @@ def _window_from_params(params, *, now: datetime, tz: tzinfo):
 
 
 def cost_page(request):
-    projects = list(project_list_for_user(user=request.user))
-    slug = request.GET.get("project", "").strip()
-    project = next((p for p in projects if p.slug == slug), None)
-    if project is None and projects and not slug:
-        project = projects[0]
-    if slug and project is None:
-        raise Http404("No such project")
+    projects, project = project_from_query(user=request.user, slug=request.GET.get("project", ""))
     tz = timezone.get_current_timezone()
     now = timezone.now()
     start, end, bucket, window, errors = _window_from_params(request.GET, now=now, tz=tz)

@@ -28,7 +28,8 @@ CONFIG = {
 SPARK_CONFIG = {"displayModeBar": False, "responsive": True, "staticPlot": False}
 
 
-def _axis(**extra) -> dict:
+def axis(**extra) -> dict:
+    """Axis style shared by every chart of the console."""
     return {
         "gridcolor": "#eef0f3",
         "linecolor": "#cdd2d9",
@@ -127,8 +128,8 @@ def interval_bar_figure(
             "plot_bgcolor": "rgba(0,0,0,0)",
             "font": FONT,
             "showlegend": False,
-            "xaxis": _axis(type="category"),
-            "yaxis": _axis(title={"text": axis_title}, ticksuffix=suffix),
+            "xaxis": axis(type="category"),
+            "yaxis": axis(title={"text": axis_title}, ticksuffix=suffix),
         },
         "config": CONFIG,
     }
@@ -176,8 +177,8 @@ def lift_over_time_figure(
             "hovermode": "x unified",
             "showlegend": True,
             "legend": {"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
-            "xaxis": _axis(type="date", tickformat="%b %d", dtick=86_400_000),
-            "yaxis": _axis(
+            "xaxis": axis(type="date", tickformat="%b %d", dtick=86_400_000),
+            "yaxis": axis(
                 title={"text": axis_title},
                 ticksuffix=" pp" if percent else "",
                 zeroline=True,

@@ -33,6 +33,19 @@ def project_get_for_user(*, user, slug: str) -> Project:
         raise Http404("No such project") from None
 
 
+def project_from_query(*, user, slug: str) -> tuple[list[Project], Project | None]:
+    """The user's projects and the one a page's `?project=` names (the first project
+    when none is named). 404 when the named project is not one of them."""
+    projects = list(project_list_for_user(user=user))
+    slug = slug.strip()
+    project = next((p for p in projects if p.slug == slug), None)
+    if project is None and projects and not slug:
+        project = projects[0]
+    if slug and project is None:
+        raise Http404("No such project")
+    return projects, project
+
+
 def project_role_for_user(*, user, project: Project) -> str | None:
     if user.is_staff:
         return Membership.Role.ADMIN

@@ -20,7 +20,7 @@ from django.utils import timezone
 from traces import charts_kpi
 from traces.models import AgentPhase, Kpi
 from traces.readiness import readiness_for_agent
-from traces.selectors import project_list_for_user, rollup_totals
+from traces.selectors import project_from_query, rollup_totals
 from traces.stats import (
     MIN_SAMPLES,
     NOT_ENOUGH_DATA,
@@ -46,13 +46,7 @@ def _kpis():
 
 
 def _project(request, *, switch: str):
-    projects = list(project_list_for_user(user=request.user))
-    slug = request.GET.get("project", "").strip()
-    project = next((p for p in projects if p.slug == slug), None)
-    if project is None and projects and not slug:
-        project = projects[0]
-    if slug and project is None:
-        raise Http404("No such project")
+    projects, project = project_from_query(user=request.user, slug=request.GET.get("project", ""))
     context = {
         "projects": projects,
         "nav_projects": projects,
