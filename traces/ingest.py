@@ -30,7 +30,7 @@ from django.db import connection, transaction
 
 from traces import semconv
 from traces.models import IngestBatch, SpanStatus, Step, TraceStatus
-from traces.otlp import RawSpan
+from traces.otlp import Limits, RawSpan, describe_limited
 from traces.pricing import PriceBook
 from traces.sql import insert_rows
 
@@ -41,6 +41,18 @@ MAX_REJECT_REASONS = 5
 # Clients occasionally send absurd clocks; refuse what cannot be a real span time.
 MIN_NS = 946_684_800 * 10**9  # 2000-01-01
 MAX_NS = 4_102_444_800 * 10**9  # 2100-01-01
+# Why no sum can overflow its column. Per span: tokens ≤ semconv.MAX_TOKENS (10^8) per
+# field, so input ≤ 3·10^8 with cache parts added back; cost ≤ semconv.MAX_COST ($10^4,
+# reported or computed, see pricing._MONEY_MAX). Per request: ≤ OTLP_MAX_SPANS_PER_REQUEST
+# (10^4) spans, so one request adds at most 3·10^12 tokens and $10^8.
+# - Trace summary: tokens are bigint (9.2·10^18): 3·10^6 max requests to one trace before
+#   overflow. Cost is numeric(20, 10) (< $10^10): 100 max requests could fill it, so the
+#   upsert saturates at MAX_TRACE_COST (a bound no real run approaches) instead of failing
+#   every later batch of that trace.
+# - Rollups (traces/rollups.py): per 15-minute bucket the same column types; tokens need
+#   3·10^6 max requests in 15 minutes, cost 100 max requests of $10^4 spans ($10^10).
+# - Budgets: a value is numeric(24, 10) (< $10^14), a sum of rollup costs each < $10^10.
+MAX_TRACE_COST = Decimal(9_999_999_999)
 
 SPAN_COLUMNS = (
     "project_id",
@@ -128,14 +140,42 @@ class IngestResult:
     duplicates: int = 0  # spans already stored (re-sent)
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
+    # Spans beyond the per-request limit (counted in `rejected`, not in `reasons`).
+    over_limit: int = 0
+    # What the decoding limits and plausibility checks left out of stored spans.
+    limited: dict[str, int] = field(default_factory=dict)
+    invalid: dict[str, int] = field(default_factory=dict)
+    limits: Limits | None = None
 
     @property
     def message(self) -> str:
-        if not self.rejected:
-            return ""
-        more = self.rejected - len(self.reasons)
-        tail = f" (and {more} more)" if more > 0 else ""
-        return f"{self.rejected} span(s) rejected: " + "; ".join(self.reasons) + tail
+        parts = []
+        if self.rejected:
+            reasons = list(self.reasons)
+            if self.over_limit:
+                limit = self.limits.spans if self.limits else "per-request"
+                reasons.insert(
+                    0,
+                    f"{self.over_limit} beyond the {limit}-span per-request limit "
+                    "(export smaller batches)",
+                )
+            more = self.rejected - self.over_limit - len(self.reasons)
+            tail = f" (and {more} more)" if more > 0 else ""
+            parts.append(f"{self.rejected} span(s) rejected: " + "; ".join(reasons) + tail)
+        if self.limited:
+            parts.append(
+                "stored with limits applied: "
+                + "; ".join(describe_limited(self.limited, self.limits or Limits()))
+            )
+        if self.invalid:
+            fields = ", ".join(
+                f"{key} ×{n}" if n > 1 else key for key, n in sorted(self.invalid.items())
+            )
+            parts.append(
+                "implausible values treated as absent (token counts must be 0.."
+                f"{semconv.MAX_TOKENS} per call, costs $0..${semconv.MAX_COST} per span): " + fields
+            )
+        return ". ".join(parts)
 
 
 def ns_to_datetime(ns: int) -> datetime:
@@ -148,9 +188,9 @@ def _is_hex_id(value: str, length: int) -> bool:
 
 def _invalid_reason(raw: RawSpan) -> str | None:
     if not _is_hex_id(raw.trace_id, 32):
-        return f"span {raw.span_id or '?'}: trace_id must be 16 non-zero bytes"
+        return f"span {raw.span_id[:40] or '?'}: trace_id must be 16 non-zero bytes"
     if not _is_hex_id(raw.span_id, 16):
-        return f"span in trace {raw.trace_id}: span_id must be 8 non-zero bytes"
+        return f"span in trace {raw.trace_id[:40]}: span_id must be 8 non-zero bytes"
     if raw.parent_span_id and not _is_hex_id(raw.parent_span_id, 16):
         return f"span {raw.span_id}: parent_span_id must be empty or 8 non-zero bytes"
     if not raw.start_ns or not raw.end_ns:
@@ -212,6 +252,16 @@ def span_batch_ingest(
     """
     received_at = received_at or datetime.now(UTC)
     result = IngestResult(received=len(spans))
+    # A SpanBatch from otlp.decode also says what its limits left out of the request.
+    over_limit = getattr(spans, "over_limit", 0)
+    if over_limit:
+        result.received += over_limit
+        result.rejected += over_limit
+        result.over_limit = over_limit
+    limited = getattr(spans, "limited", None)
+    if limited:
+        result.limited = dict(limited)
+    result.limits = getattr(spans, "limits", None)
     prices = PriceBook.load()
 
     rows: dict[tuple[str, str], tuple] = {}
@@ -224,6 +274,9 @@ def span_batch_ingest(
                 result.reasons.append(reason)
             continue
         n = semconv.map_span(raw)
+        if n.invalid:
+            for key, count in n.invalid.items():
+                result.invalid[key] = result.invalid.get(key, 0) + count
         started = ns_to_datetime(raw.start_ns)
         priced = prices.price(
             provider=n.provider,
@@ -485,7 +538,7 @@ def _upsert_traces(project_id: int, deltas: list[_TraceDelta], received_db) -> N
         "output_tokens": add("output_tokens"),
         "cached_input_tokens": add("cached_input_tokens"),
         "reasoning_tokens": add("reasoning_tokens"),
-        "cost_usd": add("cost_usd"),
+        "cost_usd": f"{least}({add('cost_usd')}, {MAX_TRACE_COST})",
         "unpriced_count": add("unpriced_count"),
         "status": status_sql,
         "root_status": root_status,

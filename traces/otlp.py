@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -91,98 +91,317 @@ def decompress(body: bytes, encoding: str | None, *, limit: int) -> bytes:
     return out
 
 
+# ---------------------------------------------------------------- limits
+#
+# What one request may carry, applied while decoding so that a hostile body costs no
+# more than a legitimate one of the same size: only the first N attributes, events and
+# links are ever turned into Python objects, long strings are cut before they are
+# copied anywhere else, and nested values stop at a fixed depth (which also keeps every
+# stored JSON value far inside orjson's serialisation depth of 254).
+
+TRUNCATED = "…[truncated]"
+# NUL cannot be stored by PostgreSQL (text or jsonb, even escaped); U+FFFD is what a
+# decoder puts in place of what it cannot represent.
+NUL = "\x00"
+REPLACEMENT = "\ufffd"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+UINT64_MAX = 2**64 - 1
+MAX_SPAN_KIND = 5  # SPAN_KIND_CONSUMER
+MAX_STATUS_CODE = 2  # STATUS_CODE_ERROR
+
+
+@dataclass(slots=True)
+class Limits:
+    """Per-request bounds (settings `OTLP_MAX_*`; README "Limits"). Decoding works on a
+    copy of its own (`nested_left` counts down)."""
+
+    spans: int = 10_000
+    attributes: int = 128  # per span, resource and scope (the OTel SDK's default)
+    events: int = 128
+    links: int = 128
+    event_attributes: int = 128
+    link_attributes: int = 128
+    value_length: int = 65_536  # characters of one string value or key
+    depth: int = 16  # nested array/kvlist levels inside one attribute value
+    # Values inside arrays and kvlists, all spans of the request together: neither has
+    # a count limit of its own (an embedding vector is one array of 1,536 floats), and
+    # millions of tiny nested values are the most Python objects a body can ask for.
+    nested_values: int = 100_000
+    nested_left: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.nested_left = self.nested_values
+
+    @classmethod
+    def from_settings(cls) -> Limits:
+        from django.conf import settings
+
+        return cls(
+            spans=settings.OTLP_MAX_SPANS_PER_REQUEST,
+            attributes=settings.OTLP_MAX_ATTRIBUTES_PER_SPAN,
+            events=settings.OTLP_MAX_EVENTS_PER_SPAN,
+            links=settings.OTLP_MAX_LINKS_PER_SPAN,
+            event_attributes=settings.OTLP_MAX_ATTRIBUTES_PER_EVENT,
+            link_attributes=settings.OTLP_MAX_ATTRIBUTES_PER_LINK,
+            value_length=settings.OTLP_MAX_VALUE_LENGTH,
+            depth=settings.OTLP_MAX_VALUE_DEPTH,
+            nested_values=settings.OTLP_MAX_NESTED_VALUES_PER_REQUEST,
+        )
+
+
+class SpanBatch(list):
+    """The decoded spans, plus what the limits took out of the request as a whole.
+
+    `over_limit`: spans beyond `Limits.spans`, not decoded (reported as rejected);
+    `limited`: {what: count} of attributes, events, links dropped, values truncated or
+    cut at the depth limit, and field values out of range (reported in the message).
+    Each span's own share is in its `dropped` dict as well."""
+
+    over_limit: int = 0
+    limited: dict[str, int]
+    limits: Limits
+
+    def __init__(self, limits: Limits) -> None:
+        super().__init__()
+        self.limited = {}
+        self.limits = limits
+
+
+def _note(counts: dict[str, int], what: str, n: int = 1) -> None:
+    counts[what] = counts.get(what, 0) + n
+
+
+def _clean(s: str, limits: Limits, dropped: dict[str, int]) -> str:
+    """The slow path of a string: cut to the length limit, NUL replaced."""
+    if len(s) > limits.value_length:
+        s = s[: limits.value_length] + TRUNCATED
+        _note(dropped, "truncated")
+    if NUL in s:
+        s = s.replace(NUL, REPLACEMENT)
+    return s
+
+
+def _text_field(s: str, limits: Limits, dropped: dict[str, int]) -> str:
+    """Names, messages and other single strings of a span (not on the per-attribute path)."""
+    if NUL in s or len(s) > limits.value_length:
+        return _clean(s, limits, dropped)
+    return s
+
+
+def _deep_marker(limits: Limits, dropped: dict[str, int]) -> str:
+    _note(dropped, "depth")
+    return f"[nested deeper than {limits.depth} levels]"
+
+
+def _take_nested(items: Any, limits: Limits, dropped: dict[str, int]) -> Any:
+    """The items of an array or kvlist that the request's nested-value budget allows."""
+    n = len(items)
+    if n > limits.nested_left:
+        _note(dropped, "nested", n - limits.nested_left)
+        items = items[: limits.nested_left]
+        n = limits.nested_left
+    limits.nested_left -= n
+    return items
+
+
+def _merge(into: dict[str, int], dropped: dict[str, int]) -> None:
+    for what, n in dropped.items():
+        into[what] = into.get(what, 0) + n
+
+
 # ---------------------------------------------------------------- protobuf
 
 
-def _any_value_pb(v: Any) -> Any:
+def _any_value_pb(v: Any, limits: Limits, dropped: dict[str, int], depth: int) -> Any:
     which = v.WhichOneof("value")
     if which == "string_value":
-        return v.string_value
+        s = v.string_value
+        return _clean(s, limits, dropped) if NUL in s or len(s) > limits.value_length else s
     if which == "int_value":
         return v.int_value
     if which == "double_value":
         return v.double_value
     if which == "bool_value":
         return v.bool_value
-    if which == "array_value":
-        return [_any_value_pb(x) for x in v.array_value.values]
-    if which == "kvlist_value":
-        return {kv.key: _any_value_pb(kv.value) for kv in v.kvlist_value.values}
+    if which == "array_value" or which == "kvlist_value":
+        if depth >= limits.depth:
+            return _deep_marker(limits, dropped)
+        items = v.array_value.values if which == "array_value" else v.kvlist_value.values
+        items = _take_nested(items, limits, dropped)
+        if which == "array_value":
+            return [_any_value_pb(x, limits, dropped, depth + 1) for x in items]
+        return _attrs_pb(items, limits, dropped, None, depth + 1)
     if which == "bytes_value":
-        return base64.b64encode(v.bytes_value).decode()
+        raw = v.bytes_value
+        if len(raw) * 4 // 3 > limits.value_length:
+            _note(dropped, "truncated")
+            return base64.b64encode(raw[: limits.value_length * 3 // 4]).decode() + TRUNCATED
+        return base64.b64encode(raw).decode()
     return None
 
 
-def _attrs_pb(kvs: Any) -> dict[str, Any]:
+def _attrs_pb(
+    kvs: Any, limits: Limits, dropped: dict[str, int], limit: int | None, depth: int = 0
+) -> dict[str, Any]:
+    """KeyValues → dict. `limit` bounds a span's, event's or link's attributes (the
+    dropped ones are counted as `what`); nested kvlists are bounded by the body size."""
+    if limit is not None and len(kvs) > limit:
+        _note(dropped, "attributes", len(kvs) - limit)
+        kvs = kvs[:limit]
     out = {}
+    maxlen = limits.value_length
     for kv in kvs:
-        # The common case, a string, skips the generic dispatch.
+        key = kv.key
+        if NUL in key or len(key) > maxlen:
+            key = _clean(key, limits, dropped)
         v = kv.value
+        # The common case, a short clean string, takes no other branch.
         if v.WhichOneof("value") == "string_value":
-            out[kv.key] = v.string_value
+            s = v.string_value
+            if NUL in s or len(s) > maxlen:
+                s = _clean(s, limits, dropped)
+            out[key] = s
         else:
-            out[kv.key] = _any_value_pb(v)
+            out[key] = _any_value_pb(v, limits, dropped, depth)
     return out
 
 
-def decode_protobuf(body: bytes) -> list[RawSpan]:
+def _pb_id(value: bytes) -> str:
+    # An id of the wrong length is rejected per span; its text only has to say which.
+    return value.hex() if len(value) <= 16 else "!" + value[:32].hex()
+
+
+def _pb_event(e: Any, limits: Limits, dropped: dict[str, int]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    out = {
+        "name": _text_field(e.name, limits, dropped),
+        "time_unix_nano": e.time_unix_nano,
+        "attributes": _attrs_pb(e.attributes, limits, counts, limits.event_attributes),
+    }
+    _merge_sub(dropped, counts, "event_attributes")
+    return out
+
+
+def _pb_link(link: Any, limits: Limits, dropped: dict[str, int]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    out = {
+        "trace_id": _pb_id(link.trace_id),
+        "span_id": _pb_id(link.span_id),
+        "attributes": _attrs_pb(link.attributes, limits, counts, limits.link_attributes),
+    }
+    _merge_sub(dropped, counts, "link_attributes")
+    return out
+
+
+def _merge_sub(dropped: dict[str, int], counts: dict[str, int], attributes_as: str) -> None:
+    """An event's or link's counts into its span's, its dropped attributes renamed."""
+    for what, n in counts.items():
+        _note(dropped, attributes_as if what == "attributes" else what, n)
+
+
+def decode_protobuf(body: bytes, limits: Limits | None = None) -> SpanBatch:
+    limits = replace(limits or Limits.from_settings())
     request = ExportTraceServiceRequest()
     try:
         request.ParseFromString(body)
     except DecodeError as exc:
+        hint = (
+            " (values are nested too deep for the protobuf parser)" if "Depth" in str(exc) else ""
+        )
         raise OTLPError(
-            400, f"The body is not a valid protobuf ExportTraceServiceRequest: {exc}"
+            400, f"The body is not a valid protobuf ExportTraceServiceRequest{hint}: {exc}"
         ) from None
-    spans: list[RawSpan] = []
+    batch = SpanBatch(limits)
+    limited = batch.limited
     for rs in request.resource_spans:
-        resource = _attrs_pb(rs.resource.attributes)
+        if len(batch) >= limits.spans:
+            batch.over_limit += sum(len(ss.spans) for ss in rs.scope_spans)
+            continue
+        shared: dict[str, int] = {}  # resource and scope: counted once, not per span
+        resource = _attrs_pb(rs.resource.attributes, limits, shared, limits.attributes)
         for ss in rs.scope_spans:
-            scope = {"name": ss.scope.name, "version": ss.scope.version}
+            room = limits.spans - len(batch)
+            if room <= 0:
+                batch.over_limit += len(ss.spans)
+                continue
+            scope = {
+                "name": _text_field(ss.scope.name, limits, shared),
+                "version": _text_field(ss.scope.version, limits, shared),
+            }
             if ss.scope.attributes:
-                scope["attributes"] = _attrs_pb(ss.scope.attributes)
-            for s in ss.spans:
-                events = [
-                    {
-                        "name": e.name,
-                        "time_unix_nano": e.time_unix_nano,
-                        "attributes": _attrs_pb(e.attributes),
-                    }
-                    for e in s.events
-                ]
-                links = [
-                    {
-                        "trace_id": link.trace_id.hex(),
-                        "span_id": link.span_id.hex(),
-                        "attributes": _attrs_pb(link.attributes),
-                    }
-                    for link in s.links
-                ]
-                dropped = {}
+                scope["attributes"] = _attrs_pb(
+                    ss.scope.attributes, limits, shared, limits.attributes
+                )
+            scope_spans = ss.spans
+            if len(scope_spans) > room:
+                batch.over_limit += len(scope_spans) - room
+                scope_spans = scope_spans[:room]
+            for s in scope_spans:
+                dropped: dict[str, int] = {}
+                attributes = _attrs_pb(s.attributes, limits, dropped, limits.attributes)
+                events = s.events
+                if events:
+                    if len(events) > limits.events:
+                        _note(dropped, "events", len(events) - limits.events)
+                        events = events[: limits.events]
+                    events = [_pb_event(e, limits, dropped) for e in events]
+                else:
+                    events = []
+                links = s.links
+                if links:
+                    if len(links) > limits.links:
+                        _note(dropped, "links", len(links) - limits.links)
+                        links = links[: limits.links]
+                    links = [_pb_link(li, limits, dropped) for li in links]
+                else:
+                    links = []
+                name = s.name
+                if NUL in name or len(name) > limits.value_length:
+                    name = _clean(name, limits, dropped)
+                status = s.status
+                message = status.message
+                if message:
+                    message = _text_field(message, limits, dropped)
+                kind = s.kind
+                if not 0 <= kind <= MAX_SPAN_KIND:
+                    _note(dropped, "kind")
+                    kind = 0
+                code = status.code
+                if not 0 <= code <= MAX_STATUS_CODE:
+                    _note(dropped, "status.code")
+                    code = 0
+                if dropped:
+                    _merge(limited, dropped)
+                # What the client itself dropped is part of the span's record too.
                 if s.dropped_attributes_count:
-                    dropped["attributes"] = s.dropped_attributes_count
+                    _note(dropped, "attributes", s.dropped_attributes_count)
                 if s.dropped_events_count:
-                    dropped["events"] = s.dropped_events_count
-                spans.append(
+                    _note(dropped, "events", s.dropped_events_count)
+                if s.dropped_links_count:
+                    _note(dropped, "links", s.dropped_links_count)
+                batch.append(
                     RawSpan(
                         trace_id=s.trace_id.hex(),
                         span_id=s.span_id.hex(),
                         parent_span_id=s.parent_span_id.hex(),
-                        name=s.name,
-                        kind=s.kind,
+                        name=name,
+                        kind=kind,
                         start_ns=s.start_time_unix_nano,
                         end_ns=s.end_time_unix_nano,
-                        attributes=_attrs_pb(s.attributes),
+                        attributes=attributes,
                         events=events,
                         links=links,
-                        status_code=s.status.code,
-                        status_message=s.status.message,
+                        status_code=code,
+                        status_message=message,
                         resource=resource,
                         scope=scope,
                         flags=s.flags,
                         dropped=dropped,
                     )
                 )
-    return spans
+        if shared:
+            _merge(limited, shared)
+    return batch
 
 
 # ---------------------------------------------------------------- OTLP/JSON
@@ -198,12 +417,20 @@ def _as_int(value: Any, where: str) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= 64:
         try:
             return int(value)
         except ValueError:
             pass
-    raise OTLPError(400, f"{where} must be an integer (number or decimal string), got {value!r}.")
+    raise OTLPError(
+        400, f"{where} must be an integer (number or decimal string), got {_show(value)}."
+    )
+
+
+def _show(value: Any) -> str:
+    """A client's value quoted in an error message, short and printable."""
+    text = repr(value) if isinstance(value, str | int | float | bool) else type(value).__name__
+    return text[:80].replace(NUL, "\\x00")
 
 
 def _json_id(value: Any, where: str) -> str:
@@ -213,11 +440,13 @@ def _json_id(value: Any, where: str) -> str:
         return ""
     if not isinstance(value, str):
         raise OTLPError(400, f"{where} must be a hex string.")
+    if len(value) > 32:
+        return "!" + value[:32].replace(NUL, REPLACEMENT)
     value = value.lower()
     try:
         bytes.fromhex(value)
     except ValueError:
-        return "!" + value[:64]  # marked invalid, reported per span
+        return "!" + value.replace(NUL, REPLACEMENT)  # marked invalid, reported per span
     return value
 
 
@@ -235,53 +464,117 @@ _ENUM_NAMES = {
 }
 
 
-def _enum(value: Any, where: str) -> int:
+def _enum(value: Any, where: str, top: int, dropped: dict[str, int], what: str) -> int:
+    """An enum as an integer or its name; a number outside the enum is unspecified (0)."""
     if value is None:
         return 0
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        if 0 <= value <= top:
+            return value
+        _note(dropped, what)
+        return 0
     if isinstance(value, str) and value in _ENUM_NAMES:
         return _ENUM_NAMES[value]
-    raise OTLPError(400, f"{where} must be an enum integer, got {value!r}.")
+    raise OTLPError(400, f"{where} must be an enum integer, got {_show(value)}.")
 
 
-def _any_value_json(v: Any, where: str) -> Any:
-    if not isinstance(v, dict):
+def _str_json(value: Any, where: str, limits: Limits, dropped: dict[str, int]) -> str:
+    if value is None:
+        return ""
+    if type(value) is not str:
+        raise OTLPError(400, f"{where} must be a string, got {_show(value)}.")
+    if NUL in value or len(value) > limits.value_length:
+        return _clean(value, limits, dropped)
+    return value
+
+
+def _obj(value: Any, where: str) -> dict:
+    if value is None:
+        return {}
+    if type(value) is not dict:
+        raise OTLPError(400, f"{where} must be an object.")
+    return value
+
+
+def _any_value_json(v: Any, where: str, limits: Limits, dropped: dict[str, int], depth: int) -> Any:
+    if type(v) is not dict:
         raise OTLPError(400, f"{where} must be an AnyValue object.")
     if "stringValue" in v:
-        return v["stringValue"]
+        return _str_json(v["stringValue"], f"{where}.stringValue", limits, dropped)
     if "intValue" in v:
-        return _as_int(v["intValue"], where)
+        n = _as_int(v["intValue"], where)
+        if INT64_MIN <= n <= INT64_MAX:
+            return n
+        # Not an int64, so not a valid OTLP integer; kept as the text that was sent
+        # (no JSON column or JSON encoder here holds it as a number).
+        _note(dropped, "out-of-range integers")
+        return str(n)
     if "doubleValue" in v:
         d = v["doubleValue"]
-        if isinstance(d, str):  # "NaN", "Infinity" are legal proto3 JSON
+        if type(d) is float:
+            return d
+        if type(d) is int or type(d) is str:  # "NaN", "Infinity" are legal proto3 JSON
             try:
                 return float(d)
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise OTLPError(400, f"{where}.doubleValue is not a number.") from None
-        return d
+        raise OTLPError(400, f"{where}.doubleValue is not a number.")
     if "boolValue" in v:
-        return bool(v["boolValue"])
-    if "arrayValue" in v:
-        values = (v["arrayValue"] or {}).get("values") or []
-        return [_any_value_json(x, where) for x in values]
-    if "kvlistValue" in v:
-        return _attrs_json((v["kvlistValue"] or {}).get("values"), where)
+        b = v["boolValue"]
+        if type(b) is not bool:
+            raise OTLPError(400, f"{where}.boolValue must be true or false.")
+        return b
+    if "arrayValue" in v or "kvlistValue" in v:
+        if depth >= limits.depth:
+            return _deep_marker(limits, dropped)
+        if "arrayValue" in v:
+            values = _obj(v["arrayValue"], f"{where}.arrayValue").get("values")
+            if values is None:
+                return []
+            if type(values) is not list:
+                raise OTLPError(400, f"{where}.arrayValue.values must be a list.")
+            values = _take_nested(values, limits, dropped)
+            return [_any_value_json(x, where, limits, dropped, depth + 1) for x in values]
+        values = _obj(v["kvlistValue"], f"{where}.kvlistValue").get("values")
+        if type(values) is list:
+            values = _take_nested(values, limits, dropped)
+        return _attrs_json(values, where, limits, dropped, None, depth + 1)
     if "bytesValue" in v:
-        return v["bytesValue"]
+        return _str_json(v["bytesValue"], f"{where}.bytesValue", limits, dropped)
     return None
 
 
-def _attrs_json(kvs: Any, where: str) -> dict[str, Any]:
+def _attrs_json(
+    kvs: Any,
+    where: str,
+    limits: Limits,
+    dropped: dict[str, int],
+    limit: int | None,
+    depth: int = 0,
+) -> dict[str, Any]:
     if not kvs:
         return {}
-    if not isinstance(kvs, list):
+    if type(kvs) is not list:
         raise OTLPError(400, f"{where} must be a list of key/value objects.")
+    if limit is not None and len(kvs) > limit:
+        _note(dropped, "attributes", len(kvs) - limit)
+        kvs = kvs[:limit]
     out = {}
+    maxlen = limits.value_length
     for kv in kvs:
-        if not isinstance(kv, dict) or "key" not in kv:
-            raise OTLPError(400, f"{where} has an entry without a key.")
-        out[kv["key"]] = _any_value_json(kv.get("value") or {}, f"{where}[{kv['key']!r}]")
+        if type(kv) is not dict or type(kv.get("key")) is not str:
+            raise OTLPError(400, f"{where} has an entry without a string key.")
+        key = kv["key"]
+        if NUL in key or len(key) > maxlen:
+            key = _clean(key, limits, dropped)
+        v = kv.get("value")
+        if type(v) is dict and len(v) == 1 and type(v.get("stringValue")) is str:
+            s = v["stringValue"]  # the common case, checked inline
+            if NUL in s or len(s) > maxlen:
+                s = _clean(s, limits, dropped)
+            out[key] = s
+        else:
+            out[key] = _any_value_json(v or {}, f"{where}[{key[:80]!r}]", limits, dropped, depth)
     return out
 
 
@@ -289,80 +582,163 @@ def _list(obj: dict, key: str, where: str) -> list:
     value = obj.get(key)
     if value is None:
         return []
-    if not isinstance(value, list):
+    if type(value) is not list:
         raise OTLPError(400, f"{where}.{key} must be a list.")
     return value
 
 
-def decode_json(body: bytes) -> list[RawSpan]:
+def _json_event(e: Any, where: str, limits: Limits, dropped: dict[str, int]) -> dict[str, Any]:
+    e = _obj(e, f"{where}.events[]")
+    counts: dict[str, int] = {}
+    time_ns = _as_int(e.get("timeUnixNano"), f"{where}.events.timeUnixNano")
+    if not 0 <= time_ns <= UINT64_MAX:  # a fixed64: nothing beyond it is a time
+        _note(dropped, "event time")
+        time_ns = 0
+    out = {
+        "name": _str_json(e.get("name"), f"{where}.events.name", limits, dropped),
+        "time_unix_nano": time_ns,
+        "attributes": _attrs_json(
+            e.get("attributes"), f"{where}.events", limits, counts, limits.event_attributes
+        ),
+    }
+    _merge_sub(dropped, counts, "event_attributes")
+    return out
+
+
+def _json_link(li: Any, where: str, limits: Limits, dropped: dict[str, int]) -> dict[str, Any]:
+    li = _obj(li, f"{where}.links[]")
+    counts: dict[str, int] = {}
+    out = {
+        "trace_id": _json_id(li.get("traceId"), f"{where}.links.traceId"),
+        "span_id": _json_id(li.get("spanId"), f"{where}.links.spanId"),
+        "attributes": _attrs_json(
+            li.get("attributes"), f"{where}.links", limits, counts, limits.link_attributes
+        ),
+    }
+    _merge_sub(dropped, counts, "link_attributes")
+    return out
+
+
+def decode_json(body: bytes, limits: Limits | None = None) -> SpanBatch:
+    limits = replace(limits or Limits.from_settings())
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise OTLPError(400, f"The body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
+        hint = " (nested too deep)" if "depth" in str(exc) else ""
+        raise OTLPError(400, f"The body is not valid JSON{hint}: {exc}") from None
+    if type(doc) is not dict:
         raise OTLPError(400, "The body must be a JSON object with resourceSpans.")
-    spans: list[RawSpan] = []
+    batch = SpanBatch(limits)
+    limited = batch.limited
     for i, rs in enumerate(_list(doc, "resourceSpans", "body")):
         where_rs = f"resourceSpans[{i}]"
-        if not isinstance(rs, dict):
-            raise OTLPError(400, f"{where_rs} must be an object.")
-        resource = _attrs_json((rs.get("resource") or {}).get("attributes"), f"{where_rs}.resource")
-        for j, ss in enumerate(_list(rs, "scopeSpans", where_rs)):
+        rs = _obj(rs, where_rs)
+        scope_spans = _list(rs, "scopeSpans", where_rs)
+        shared: dict[str, int] = {}
+        resource = _attrs_json(
+            _obj(rs.get("resource"), f"{where_rs}.resource").get("attributes"),
+            f"{where_rs}.resource",
+            limits,
+            shared,
+            limits.attributes,
+        )
+        for j, ss in enumerate(scope_spans):
             where_ss = f"{where_rs}.scopeSpans[{j}]"
-            if not isinstance(ss, dict):
-                raise OTLPError(400, f"{where_ss} must be an object.")
-            sc = ss.get("scope") or {}
-            scope = {"name": sc.get("name", ""), "version": sc.get("version", "")}
+            ss = _obj(ss, where_ss)
+            spans = _list(ss, "spans", where_ss)
+            room = limits.spans - len(batch)
+            if len(spans) > room:
+                batch.over_limit += len(spans) - room
+                spans = spans[:room]
+            if not spans:
+                continue
+            sc = _obj(ss.get("scope"), f"{where_ss}.scope")
+            scope = {
+                "name": _str_json(sc.get("name"), f"{where_ss}.scope.name", limits, shared),
+                "version": _str_json(
+                    sc.get("version"), f"{where_ss}.scope.version", limits, shared
+                ),
+            }
             if sc.get("attributes"):
-                scope["attributes"] = _attrs_json(sc["attributes"], f"{where_ss}.scope")
-            for k, s in enumerate(_list(ss, "spans", where_ss)):
-                where = f"{where_ss}.spans[{k}]"
-                if not isinstance(s, dict):
-                    raise OTLPError(400, f"{where} must be an object.")
-                status = s.get("status") or {}
-                events = [
-                    {
-                        "name": e.get("name", ""),
-                        "time_unix_nano": _as_int(e.get("timeUnixNano"), f"{where}.events"),
-                        "attributes": _attrs_json(e.get("attributes"), f"{where}.events"),
-                    }
-                    for e in _list(s, "events", where)
-                ]
-                links = [
-                    {
-                        "trace_id": _json_id(li.get("traceId"), f"{where}.links.traceId"),
-                        "span_id": _json_id(li.get("spanId"), f"{where}.links.spanId"),
-                        "attributes": _attrs_json(li.get("attributes"), f"{where}.links"),
-                    }
-                    for li in _list(s, "links", where)
-                ]
-                spans.append(
-                    RawSpan(
-                        trace_id=_json_id(s.get("traceId"), f"{where}.traceId"),
-                        span_id=_json_id(s.get("spanId"), f"{where}.spanId"),
-                        parent_span_id=_json_id(s.get("parentSpanId"), f"{where}.parentSpanId"),
-                        name=str(s.get("name") or ""),
-                        kind=_enum(s.get("kind"), f"{where}.kind"),
-                        start_ns=_as_int(s.get("startTimeUnixNano"), f"{where}.startTimeUnixNano"),
-                        end_ns=_as_int(s.get("endTimeUnixNano"), f"{where}.endTimeUnixNano"),
-                        attributes=_attrs_json(s.get("attributes"), f"{where}.attributes"),
-                        events=events,
-                        links=links,
-                        status_code=_enum(status.get("code"), f"{where}.status.code"),
-                        status_message=str(status.get("message") or ""),
-                        resource=resource,
-                        scope=scope,
-                        flags=_as_int(s.get("flags"), f"{where}.flags"),
-                    )
+                scope["attributes"] = _attrs_json(
+                    sc["attributes"], f"{where_ss}.scope", limits, shared, limits.attributes
                 )
-    return spans
+            for k, s in enumerate(spans):
+                where = f"{where_ss}.spans[{k}]"
+                s = _obj(s, where)
+                dropped: dict[str, int] = {}
+                status = _obj(s.get("status"), f"{where}.status")
+                events = _list(s, "events", where)
+                if len(events) > limits.events:
+                    _note(dropped, "events", len(events) - limits.events)
+                    events = events[: limits.events]
+                links = _list(s, "links", where)
+                if len(links) > limits.links:
+                    _note(dropped, "links", len(links) - limits.links)
+                    links = links[: limits.links]
+                span = RawSpan(
+                    trace_id=_json_id(s.get("traceId"), f"{where}.traceId"),
+                    span_id=_json_id(s.get("spanId"), f"{where}.spanId"),
+                    parent_span_id=_json_id(s.get("parentSpanId"), f"{where}.parentSpanId"),
+                    name=_str_json(s.get("name"), f"{where}.name", limits, dropped),
+                    kind=_enum(s.get("kind"), f"{where}.kind", MAX_SPAN_KIND, dropped, "kind"),
+                    start_ns=_as_int(s.get("startTimeUnixNano"), f"{where}.startTimeUnixNano"),
+                    end_ns=_as_int(s.get("endTimeUnixNano"), f"{where}.endTimeUnixNano"),
+                    attributes=_attrs_json(
+                        s.get("attributes"),
+                        f"{where}.attributes",
+                        limits,
+                        dropped,
+                        limits.attributes,
+                    ),
+                    events=[_json_event(e, where, limits, dropped) for e in events],
+                    links=[_json_link(li, where, limits, dropped) for li in links],
+                    status_code=_enum(
+                        status.get("code"),
+                        f"{where}.status.code",
+                        MAX_STATUS_CODE,
+                        dropped,
+                        "status.code",
+                    ),
+                    status_message=_str_json(
+                        status.get("message"), f"{where}.status.message", limits, dropped
+                    ),
+                    resource=resource,
+                    scope=scope,
+                    flags=_flags(s.get("flags"), where, dropped),
+                    dropped=dropped,
+                )
+                if dropped:
+                    _merge(limited, dropped)
+                for what, key in (
+                    ("attributes", "droppedAttributesCount"),
+                    ("events", "droppedEventsCount"),
+                    ("links", "droppedLinksCount"),
+                ):
+                    if s.get(key):
+                        n = _as_int(s[key], f"{where}.{key}")
+                        if n > 0:
+                            _note(dropped, what, min(n, UINT64_MAX))
+                batch.append(span)
+        if shared:
+            _merge(limited, shared)
+    return batch
 
 
-def decode(body: bytes, content_type: str) -> list[RawSpan]:
+def _flags(value: Any, where: str, dropped: dict[str, int]) -> int:
+    flags = _as_int(value, f"{where}.flags")
+    if 0 <= flags < 2**32:  # a fixed32
+        return flags
+    _note(dropped, "flags")
+    return 0
+
+
+def decode(body: bytes, content_type: str, limits: Limits | None = None) -> SpanBatch:
+    """Decode a request body within `limits` (the settings when not given)."""
     if content_type == PROTOBUF:
-        return decode_protobuf(body)
+        return decode_protobuf(body, limits)
     if content_type == JSON:
-        return decode_json(body)
+        return decode_json(body, limits)
     raise OTLPError(
         415,
         f"Content-Type {content_type or '(none)'!r} is not supported; send {PROTOBUF} or {JSON}.",
@@ -382,3 +758,27 @@ def encode_response(content_type: str, *, rejected: int = 0, message: str = "") 
         response.partial_success.rejected_spans = rejected
         response.partial_success.error_message = message
     return response.SerializeToString()
+
+
+def describe_limited(limited: dict[str, int], limits: Limits) -> list[str]:
+    """`SpanBatch.limited` as sentences for the partial-success message."""
+    phrases = {
+        "attributes": f"attribute(s) beyond the {limits.attributes} allowed per span, "
+        "resource or scope dropped",
+        "events": f"event(s) beyond the {limits.events} allowed per span dropped",
+        "links": f"link(s) beyond the {limits.links} allowed per span dropped",
+        "event_attributes": f"event attribute(s) beyond the {limits.event_attributes} "
+        "allowed per event dropped",
+        "link_attributes": f"link attribute(s) beyond the {limits.link_attributes} "
+        "allowed per link dropped",
+        "truncated": f"value(s) truncated to {limits.value_length} characters",
+        "depth": f"value(s) nested deeper than {limits.depth} levels cut",
+        "nested": f"array or kvlist item(s) beyond the {limits.nested_values} nested values "
+        "allowed per request dropped",
+        "out-of-range integers": "integer value(s) beyond int64 kept as text",
+    }
+    out = []
+    for what, n in sorted(limited.items()):
+        phrase = phrases.get(what, f"{what} value(s) out of range cleared")
+        out.append(f"{n} {phrase}")
+    return out

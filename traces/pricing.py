@@ -39,6 +39,7 @@ from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, TieredPrices
 
 from traces.models import CostSource, ModelPriceOverride
+from traces.semconv import MAX_COST
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,9 @@ class Priced:
 
 # The DB column is decimal(20,10): ten places, under 10^10 dollars.
 _MONEY = Decimal("1e-10")
-_MONEY_MAX = Decimal(10) ** 10
+# A span's cost, reported or computed, above semconv.MAX_COST ($10,000) is not a cost;
+# the cap is what keeps trace, rollup and budget sums inside their columns.
+_MONEY_MAX = MAX_COST
 _PER_MTOK = Decimal(1_000_000)
 _PER_KREQ = Decimal(1_000)
 
@@ -418,7 +421,7 @@ class PriceBook:
         cached = max(cached_input_tokens or 0, 0)
         write = max(cache_write_tokens or 0, 0)
         reasoning = max(reasoning_tokens or 0, 0)
-        # A cost the column cannot hold (negative, NaN, ≥ $10^10) is garbage, not a cost.
+        # A cost beyond the per-span cap (negative, NaN, > $10,000) is garbage, not a cost.
         if reported_cost is not None:
             reported_cost = _money(reported_cost)
 
@@ -481,7 +484,7 @@ class PriceBook:
 
 
 def _money(amount: Decimal) -> Decimal | None:
-    if amount.is_finite() and 0 <= amount < _MONEY_MAX:
+    if amount.is_finite() and 0 <= amount <= _MONEY_MAX:
         return amount.quantize(_MONEY)
     return None
 

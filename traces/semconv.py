@@ -60,6 +60,24 @@ class Neutral:
     intervened: bool = False  # a person took over or changed the outcome here
     kpis: dict[str, float] | None = None  # agentops.kpi.<name>
     evals: dict[str, float] | None = None  # agentops.eval.<name>
+    # {attribute: count} of values present but beyond the plausibility limits below,
+    # treated as absent (reported in the OTLP partial success).
+    invalid: dict[str, int] | None = None
+
+
+# Plausibility limits of the figures a span reports. Beyond them a value is not a
+# measurement but garbage (or an attack on the sums): no model call has used 10^8 tokens,
+# nor cost $10,000. Both keep every sum far inside its column; the arithmetic is in
+# traces/ingest.py next to MAX_TRACE_COST.
+MAX_TOKENS = 100_000_000
+MAX_COST = Decimal(10_000)
+_IMPLAUSIBLE = -1  # what _int returns for a number outside 0..MAX_TOKENS
+
+
+def _invalid(n: Neutral, key: str) -> None:
+    if n.invalid is None:
+        n.invalid = {}
+    n.invalid[key] = n.invalid.get(key, 0) + 1
 
 
 PHASES = ("shadow", "bounded", "expanded", "human")
@@ -376,12 +394,15 @@ def _resource_ids(r: dict[str, Any]) -> tuple[Any, str, str, str]:
 
 
 def _int(v: Any) -> int | None:
-    """A token count from an int, a float or a numeric string; None if unusable."""
+    """A token count from an int, a float or a numeric string; None if unusable,
+    _IMPLAUSIBLE if a number outside 0..MAX_TOKENS (negative included)."""
     t = type(v)
     if t is int:
-        return v if v > 0 else 0
+        return v if 0 <= v <= MAX_TOKENS else _IMPLAUSIBLE
     if t is float:
-        return int(v) if 0 <= v < 1e18 else None  # also rejects NaN
+        if v != v:  # NaN
+            return None
+        return int(v) if 0 <= v <= MAX_TOKENS else _IMPLAUSIBLE
     if t is str:
         try:
             n = int(v)
@@ -390,17 +411,22 @@ def _int(v: Any) -> int | None:
                 f = float(v)
             except ValueError:
                 return None
-            return int(f) if 0 <= f < 1e18 else None
-        return n if n > 0 else 0
+            if f != f:
+                return None
+            return int(f) if 0 <= f <= MAX_TOKENS else _IMPLAUSIBLE
+        return n if 0 <= n <= MAX_TOKENS else _IMPLAUSIBLE
     return None
 
 
-def _first_int(a: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+def _first_int(a: dict[str, Any], keys: tuple[str, ...], n: Neutral) -> int | None:
     for k in keys:
         if k in a:
-            n = _int(a[k])
-            if n is not None:
-                return n
+            v = _int(a[k])
+            if v is not None:
+                if v == _IMPLAUSIBLE:
+                    _invalid(n, k)
+                    continue
+                return v
     return None
 
 
@@ -417,6 +443,26 @@ def _decimal(v: Any) -> Decimal | None:
     if not d.is_finite() or d < 0:
         return None
     return d
+
+
+def _cost(v: Any, n: Neutral, key: str) -> Decimal | None:
+    """A reported cost within 0..MAX_COST; a number beyond it is noted and dropped."""
+    d = _decimal(v)
+    if d is None:
+        if v is not None and type(v) is not bool and _is_negative_number(v):
+            _invalid(n, key)
+        return None
+    if d > MAX_COST:
+        _invalid(n, key)
+        return None
+    return d
+
+
+def _is_negative_number(v: Any) -> bool:
+    try:
+        return Decimal(f"{v:.15g}" if type(v) is float else v) < 0
+    except (InvalidOperation, TypeError, ValueError):
+        return False
 
 
 def _json_obj(v: Any) -> dict[str, Any] | None:
@@ -482,13 +528,17 @@ _BLOB_DETAILS_OUT = ("completion_tokens_details", "output_tokens_details", "outp
 
 
 def _blob_first(d: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+    """The first usable count; _IMPLAUSIBLE if the only numbers found were."""
+    found = None
     for k in keys:
         v = d.get(k)
         if v is not None:
             n = _int(v)
             if n is not None:
-                return n
-    return None
+                if n != _IMPLAUSIBLE:
+                    return n
+                found = n
+    return found
 
 
 def _blob_nested(d: dict[str, Any], parents: tuple[str, ...], keys: tuple[str, ...]) -> int | None:
@@ -524,17 +574,17 @@ def _usage_blob(
     inp = _blob_first(d, _BLOB_INPUT_RAW)
     if inp is None:
         inp = _int(d.get("input"))
-        if inp is not None:
-            inp += (cache_read or 0) + (cache_write or 0)
+        if inp is not None and inp != _IMPLAUSIBLE:
+            inp += max(cache_read or 0, 0) + max(cache_write or 0, 0)
     out = _blob_first(d, _BLOB_OUTPUT_RAW)
     if out is None:
         out = _int(d.get("output"))
-        if out is not None:
-            out += reasoning or 0
+        if out is not None and out != _IMPLAUSIBLE:
+            out += max(reasoning or 0, 0)
     return inp, out, cache_read, cache_write, reasoning
 
 
-def _reported_cost(a: dict[str, Any], tokens: int) -> Decimal | None:
+def _reported_cost(a: dict[str, Any], tokens: int, n: Neutral) -> Decimal | None:
     """Langfuse cost_details total (or sum of its parts) → gen_ai.usage.cost → llm.cost.total.
 
     A zero cost on a span with tokens is not taken as a price: OpenLIT reports 0 for
@@ -545,14 +595,17 @@ def _reported_cost(a: dict[str, Any], tokens: int) -> Decimal | None:
     if v is not None:
         d = _json_obj(v)
         if d:
-            cost = _decimal(d.get("total"))
+            cost = _cost(d.get("total"), n, LANGFUSE_COST)
             if cost is None:
                 parts = [c for c in map(_decimal, d.values()) if c is not None]
                 cost = sum(parts, Decimal(0)) if parts else None
+                if cost is not None and cost > MAX_COST:
+                    _invalid(n, LANGFUSE_COST)
+                    cost = None
             if cost is not None and (cost or not tokens):
                 return cost
     for k in COST_KEYS:
-        cost = _decimal(a.get(k))
+        cost = _cost(a.get(k), n, k)
         if cost is not None and (cost or not tokens):
             return cost
     return None
@@ -605,11 +658,11 @@ def map_span(raw: RawSpan) -> Neutral:
     # ---- tokens and reported cost: model calls only. Agent/workflow spans repeat the
     # aggregate of their children; keeping it would count every token twice.
     if base == LLM:
-        inp = _first_int(a, INPUT_KEYS)
-        out = _first_int(a, OUTPUT_KEYS)
-        cache_read = _first_int(a, CACHE_READ_KEYS)
-        cache_write = _first_int(a, CACHE_WRITE_KEYS)
-        reasoning = _first_int(a, REASONING_KEYS)
+        inp = _first_int(a, INPUT_KEYS, n)
+        out = _first_int(a, OUTPUT_KEYS, n)
+        cache_read = _first_int(a, CACHE_READ_KEYS, n)
+        cache_write = _first_int(a, CACHE_WRITE_KEYS, n)
+        reasoning = _first_int(a, REASONING_KEYS, n)
         for key in (LANGFUSE_USAGE, LOGFIRE_USAGE):
             if (
                 inp is None
@@ -622,7 +675,11 @@ def map_span(raw: RawSpan) -> Neutral:
                 if v is not None:
                     d = _json_obj(v)
                     if d:
-                        b_in, b_out, b_cr, b_cw, b_re = _usage_blob(d)
+                        blob = _usage_blob(d)
+                        if _IMPLAUSIBLE in blob:
+                            _invalid(n, key)
+                            blob = tuple(None if x == _IMPLAUSIBLE else x for x in blob)
+                        b_in, b_out, b_cr, b_cw, b_re = blob
                         inp = b_in if inp is None else inp
                         out = b_out if out is None else out
                         cache_read = b_cr if cache_read is None else cache_read
@@ -633,7 +690,7 @@ def map_span(raw: RawSpan) -> Neutral:
         n.cached_input_tokens = cache_read or 0
         n.cache_write_tokens = cache_write or 0
         n.reasoning_tokens = reasoning or 0
-        n.reported_cost = _reported_cost(a, n.input_tokens + n.output_tokens)
+        n.reported_cost = _reported_cost(a, n.input_tokens + n.output_tokens, n)
 
     # ---- tool: only on tool spans (an LLM span's gen_ai.tool.name is the tool it asked for)
     if base == TOOL:
