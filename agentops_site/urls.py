@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
@@ -16,8 +17,14 @@ def healthz(request):
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except DatabaseError:
-        return HttpResponse("database unavailable", status=503, content_type="text/plain")
+        response = HttpResponse("database unavailable", status=503, content_type="text/plain")
+        response["Retry-After"] = str(settings.OTLP_RETRY_AFTER_SECONDS)
+        return response
     return HttpResponse("ok", content_type="text/plain")
+
+
+# An outage raised before any view runs (loading the session, the user) is a 503 too.
+handler500 = "agentops_site.outage.server_error"
 
 
 urlpatterns = [

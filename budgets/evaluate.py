@@ -86,6 +86,7 @@ from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Sum
 
 from budgets.models import Alert, BudgetEnvelope, State, StateChange
 from budgets.periods import CALENDAR_PERIODS, elapsed_fraction, period_bounds, zone
+from traces.dberrors import is_outage
 from traces.models import Rollup, Span, Trace, TraceStatus
 from traces.rollups import BUCKET, Histogram
 
@@ -143,6 +144,8 @@ class EvaluationSummary:
     errors: int = 0
     seconds: float = 0.0
     evaluations: list[Evaluation] = field(default_factory=list)
+    # Projects whose envelopes could not be evaluated at all this time (see the log).
+    failed_projects: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -156,6 +159,7 @@ class EvaluationSummary:
                 "alerts",
                 "errors",
                 "seconds",
+                "failed_projects",
             )
         }
 
@@ -198,7 +202,33 @@ def budgets_evaluate_all(
     qs = BudgetEnvelope.objects.filter(enabled=True).order_by("pk")
     if project_ids is not None:
         qs = qs.filter(project_id__in=list(project_ids))
-    return _evaluate(list(qs), now=now, sweep_envelope_ids=None)
+    by_project: dict[int, list[BudgetEnvelope]] = defaultdict(list)
+    for env in qs:
+        by_project[env.project_id].append(env)
+    started = time.perf_counter()
+    total = EvaluationSummary()
+    # One project at a time (its envelopes still share their queries), so that a row
+    # of one project that cannot be evaluated leaves every other project's budgets
+    # checked. A database outage stops the run: the next one comes a minute later.
+    for project_id, envelopes in sorted(by_project.items()):
+        try:
+            summary = _evaluate(envelopes, now=now, sweep_envelope_ids=[])
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            logger.exception(
+                "budgets of project %s not evaluated (%d envelopes)", project_id, len(envelopes)
+            )
+            total.errors += len(envelopes)
+            total.failed_projects.append(project_id)
+            continue
+        for name in ("evaluated", "ok", "warning", "exceeded", "state_changes", "alerts"):
+            setattr(total, name, getattr(total, name) + getattr(summary, name))
+        total.errors += summary.errors
+        total.evaluations.extend(summary.evaluations)
+    _sweep(now, None)
+    total.seconds = round(time.perf_counter() - started, 3)
+    return total
 
 
 def _evaluate(

@@ -1,8 +1,10 @@
 """OTLP/HTTP endpoints. Thin: check the request, decode, call the ingest service, answer.
 
 Status codes follow the OTLP/HTTP specification so that exporters retry exactly what
-is worth retrying: 400/401/413/415 are final, 503 (with Retry-After) is retried.
-Error bodies are a google.rpc.Status in the request's encoding.
+is worth retrying: 400/401/413/415 are final, 503 (with Retry-After) is retried and is
+answered only for a database outage. A span the database refuses is rejected on its own
+in a 200's partial success (`traces.ingest_fallback`), so its batch is neither retried
+forever nor lost. Error bodies are a google.rpc.Status in the request's encoding.
 """
 
 from __future__ import annotations
@@ -14,11 +16,9 @@ import logging
 import orjson
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from google.protobuf.message import DecodeError
-from google.rpc import status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -29,22 +29,16 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from traces import otlp
-from traces.ingest import span_batch_ingest
+from traces.dberrors import is_outage
+from traces.ingest_fallback import span_batch_ingest_isolating
+from traces.otlp_status import status_body
 from traces.services import KeyMatch, ingest_key_authenticate
 
 logger = logging.getLogger(__name__)
 
-# gRPC status codes used in google.rpc.Status bodies.
-GRPC_CODE = {400: 3, 401: 16, 405: 12, 413: 8, 415: 3, 503: 14}
-
 
 def _error(status: int, message: str, content_type: str, **headers) -> HttpResponse:
-    code = GRPC_CODE.get(status, 2)
-    if content_type == otlp.PROTOBUF:
-        body = status_pb2.Status(code=code, message=message).SerializeToString()
-    else:
-        content_type = otlp.JSON
-        body = orjson.dumps({"code": code, "message": message})
+    body, content_type = status_body(status, message, content_type)
     response = HttpResponse(body, status=status, content_type=content_type)
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
@@ -105,7 +99,9 @@ def _prepare(request: HttpRequest) -> tuple[str, KeyMatch, bytes] | HttpResponse
         )
     try:
         match = ingest_key_authenticate(secret=secret)
-    except (OperationalError, InterfaceError) as exc:
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
         logger.warning("database unavailable while authenticating: %s", exc)
         return _unavailable(content_type)
     if match is None:
@@ -146,14 +142,11 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
     except otlp.OTLPError as exc:
         return _error(exc.status, exc.message, content_type)
     try:
-        result = span_batch_ingest(project_id=match.project_id, spans=spans)
-    except (OperationalError, InterfaceError) as exc:
+        result = span_batch_ingest_isolating(project_id=match.project_id, spans=spans)
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
         logger.warning("database unavailable during ingest: %s", exc)
-        return _unavailable(content_type)
-    except DatabaseError:
-        # Anything else from the database is a bug or a constraint we did not expect:
-        # log it with the traceback and still let the exporter retry later.
-        logger.exception("ingest failed for project %s", match.project_id)
         return _unavailable(content_type)
     return HttpResponse(
         otlp.encode_response(content_type, rejected=result.rejected, message=result.message),

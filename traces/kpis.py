@@ -19,6 +19,7 @@ Everything else here reads `RunRollup` only (a handful of queries, no scan of tr
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from django.db.models import Case, CharField, Count, F, Min, Q, Sum, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from traces.dberrors import is_outage
 from traces.models import (
     AgentPhase,
     Kpi,
@@ -41,6 +43,8 @@ from traces.models import (
 )
 from traces.rollups import Histogram
 from traces.stats import Lift, MeanStats, RateStats, newcombe_diff, welch_diff
+
+logger = logging.getLogger(__name__)
 
 DIMENSIONS = ("agent", "agent_version", "prompt_version", "phase")
 WATERMARK_KEY = "runs"
@@ -56,20 +60,32 @@ DimFilter = Mapping[str, "str | Iterable[str]"]
 def run_rollups_refresh(*, now: datetime | None = None) -> dict:
     """Recompute the (project, day) rollups touched since the last refresh.
 
-    Returns {"days": recomputed days, "rows": rows written, "full": whether it rebuilt all}.
+    Returns {"days": recomputed days, "rows": rows written, "full": whether it rebuilt all,
+    "failed": days that could not be recomputed (logged; retried on the next refresh)}.
     """
     now = now or timezone.now()
     mark, _ = RunRollupWatermark.objects.get_or_create(key=WATERMARK_KEY)
     full = mark.value is None
     days = _dirty_days(since=None if full else mark.value - SAFETY_MARGIN)
     rows = 0
+    failed = 0
     for project_id, day in sorted(days):
-        rows += _day_replace(project_id=project_id, day=day)
-    # Monotonic: a slow refresh that started earlier never moves the watermark back.
-    RunRollupWatermark.objects.filter(key=WATERMARK_KEY).filter(
-        Q(value__isnull=True) | Q(value__lt=now)
-    ).update(value=now)
-    return {"days": len(days), "rows": rows, "full": full}
+        try:
+            rows += _day_replace(project_id=project_id, day=day)
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            # One project's bad row must not stop the other projects' figures; the day
+            # keeps its previous rows and is tried again on the next refresh.
+            logger.exception("run rollups of project %s for %s not refreshed", project_id, day)
+            failed += 1
+    if not failed:
+        # Monotonic: a slow refresh that started earlier never moves the watermark back.
+        # Held back while a day fails, so that the failed day stays due.
+        RunRollupWatermark.objects.filter(key=WATERMARK_KEY).filter(
+            Q(value__isnull=True) | Q(value__lt=now)
+        ).update(value=now)
+    return {"days": len(days), "rows": rows, "full": full, "failed": failed}
 
 
 def _day_of(dt: datetime) -> date:

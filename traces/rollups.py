@@ -5,8 +5,11 @@ its spans. `rollup_pending()` claims pending batches (FOR UPDATE SKIP LOCKED on
 PostgreSQL, so concurrent workers take different ones; SQLite serialises writers),
 folds their spans into `Rollup` rows and deletes the batches, all in one transaction:
 a crash rolls everything back and the batches are claimed again; a re-run finds
-nothing to do. Spans are bucketed by their *start* time, so a batch that arrives
-minutes late still lands in the right bucket.
+nothing to do. A batch that cannot be folded (its sums overflow a column) is quarantined
+instead: kept with its error and retried with backoff, while the others go on (see
+`rollup_pending`; staff see the count in the navigation and the batches in the admin).
+Spans are bucketed by their *start* time, so a batch that arrives minutes late still
+lands in the right bucket.
 
 Cost, tokens and counts of model calls are attributed to the span's own agent and
 versions when it has them, else to its trace's (LLM spans of most clients carry no
@@ -18,6 +21,7 @@ of rules, or to backfill).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -29,14 +33,19 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.dispatch import Signal
 
+from traces.dberrors import is_outage
+from traces.ingest import MAX_TRACE_COST
 from traces.models import IngestBatch, Rollup, Span, SpanStatus, Step, Trace
 from traces.sql import insert_rows
+
+logger = logging.getLogger(__name__)
 
 # Sent after new spans were folded and committed, with project_ids=[…]. Whoever watches
 # the rollups (budget evaluation) listens here; traces itself knows nothing of them.
 rollups_updated = Signal()
 
 BUCKET = timedelta(minutes=15)
+BIGINT_MAX = 2**63 - 1
 _BUCKET_S = int(BUCKET.total_seconds())
 GROUP_FIELDS = ("agent", "model", "service_name", "agent_version", "prompt_version")
 SUM_FIELDS = (
@@ -126,6 +135,7 @@ class RollupResult:
     batches: int = 0
     spans: int = 0
     rows: int = 0
+    quarantined: int = 0
     project_ids: set[int] = field(default_factory=set)
 
 
@@ -232,6 +242,10 @@ def _apply(acc: dict, *, fresh: bool = False) -> int:
     fresh: the rows are known not to exist (a rebuild just deleted them)."""
     if not acc:
         return 0
+    for a in acc.values():
+        # Saturate like the trace summary: a bucket fed implausible (but individually
+        # valid) costs stops at the column's bound instead of failing every fold.
+        a.sums["cost_usd"] = min(a.sums["cost_usd"], MAX_TRACE_COST)
     if fresh:
         Rollup.objects.bulk_create(
             [
@@ -260,12 +274,26 @@ def _apply(acc: dict, *, fresh: bool = False) -> int:
     for k in keys:
         a = acc[k]
         sums = [a.sums[f] for f in SUM_FIELDS]
+        for name, value in zip(SUM_FIELDS, sums, strict=True):
+            # Said here in words; the database would say "bigint out of range" (PostgreSQL)
+            # or refuse the Python int (SQLite).
+            if isinstance(value, int) and value > BIGINT_MAX:
+                raise OverflowError(
+                    f"{name} of {k[2] or '(no agent)'} / {k[3] or '(no model)'} "
+                    f"at {k[1]:%Y-%m-%d %H:%M} is {value}, more than a 64-bit column holds"
+                )
         sums[SUM_FIELDS.index("cost_usd")] = adapt_money(a.sums["cost_usd"], 20, 10)
         rows.append(
             (k[0], adapt_dt(k[1]), *k[2:], *sums, _json(a.span_latency), _json(a.run_latency), now)
         )
     t = "traces_rollup"
-    updates = [f"{f} = {t}.{f} + excluded.{f}" for f in SUM_FIELDS]
+    least = "LEAST" if connection.vendor == "postgresql" else "MIN"
+    updates = [
+        f"{f} = {least}({t}.{f} + excluded.{f}, {MAX_TRACE_COST})"
+        if f == "cost_usd"
+        else f"{f} = {t}.{f} + excluded.{f}"
+        for f in SUM_FIELDS
+    ]
     updates += [f"{h} = {_hist_merge_sql(f'{t}.{h}', f'excluded.{h}')}" for h in HISTOGRAMS]
     updates.append("updated_at = excluded.updated_at")
     conflict = ", ".join(("project_id", "bucket_start", *GROUP_FIELDS))
@@ -298,29 +326,98 @@ def _hist_merge_sql(left: str, right: str) -> str:
     )
 
 
-def rollup_pending(*, max_batches: int = 200, max_rounds: int = 50) -> RollupResult:
-    """Fold every pending ingest batch into the rollups. Safe to run concurrently."""
+QUARANTINE_FIRST_RETRY = timedelta(minutes=1)
+QUARANTINE_MAX_RETRY = timedelta(hours=6)
+
+
+def quarantine_delay(attempts: int) -> timedelta:
+    """1, 2, 4 … minutes after the n-th failed fold, at most 6 hours."""
+    return min(QUARANTINE_MAX_RETRY, QUARANTINE_FIRST_RETRY * 2 ** max(attempts - 1, 0))
+
+
+def rollup_pending(
+    *, max_batches: int = 200, max_rounds: int = 50, now: datetime | None = None
+) -> RollupResult:
+    """Fold every pending ingest batch into the rollups. Safe to run concurrently.
+
+    Each project's batches are folded in a savepoint of their own; when a project's fold
+    fails, its batches are folded one by one and the one that fails is quarantined
+    (kept, its error recorded, retried later with backoff). One project's bad row never
+    stops the rollups, and so the budgets and alerts, of the others. Only a database
+    outage is raised: nothing was folded then, and the next run takes it all again.
+    """
     result = RollupResult()
+    now = now or datetime.now(UTC)
     for _ in range(max_rounds):
         with transaction.atomic():
-            qs = IngestBatch.objects.order_by("pk")
+            qs = IngestBatch.objects.filter(
+                Q(retry_at__isnull=True) | Q(retry_at__lte=now)
+            ).order_by("pk")
             if connection.features.has_select_for_update_skip_locked:
                 qs = qs.select_for_update(skip_locked=True)
-            batch_ids = list(qs.values_list("pk", flat=True)[:max_batches])
-            if not batch_ids:
+            claimed = list(qs.values_list("pk", "project_id")[:max_batches])
+            if not claimed:
                 break
-            spans = list(Span.objects.filter(batch_id__in=batch_ids).values_list(*_SPAN_COLUMNS))
-            acc = _fold(spans, _trace_info(spans))
-            result.rows += _apply(acc)
-            IngestBatch.objects.filter(pk__in=batch_ids).delete()
-            result.batches += len(batch_ids)
-            result.spans += len(spans)
-            result.project_ids.update(row[0] for row in spans)
-        if len(batch_ids) < max_batches:
+            by_project: dict[int, list[int]] = defaultdict(list)
+            for batch_id, project_id in claimed:
+                by_project[project_id].append(batch_id)
+            for _project_id, batch_ids in sorted(by_project.items()):
+                if _fold_isolated(batch_ids, result, now):
+                    continue
+                for batch_id in batch_ids:
+                    _fold_isolated([batch_id], result, now, quarantine=True)
+        if len(claimed) < max_batches:
             break
     if result.project_ids:
         rollups_updated.send(sender=RollupResult, project_ids=sorted(result.project_ids))
     return result
+
+
+def _fold_isolated(
+    batch_ids: list[int], result: RollupResult, now: datetime, *, quarantine: bool = False
+) -> bool:
+    """Fold and delete these batches in a savepoint. On failure nothing of them is kept;
+    with `quarantine` the (single) batch is marked to be retried later."""
+    try:
+        with transaction.atomic():
+            spans = list(Span.objects.filter(batch_id__in=batch_ids).values_list(*_SPAN_COLUMNS))
+            rows = _apply(_fold(spans, _trace_info(spans)))
+            IngestBatch.objects.filter(pk__in=batch_ids).delete()
+    except Exception as exc:
+        if is_outage(exc):
+            raise
+        if quarantine:
+            _quarantine(batch_ids[0], exc, now)
+            result.quarantined += 1
+        return False
+    result.rows += rows
+    result.batches += len(batch_ids)
+    result.spans += len(spans)
+    result.project_ids.update(row[0] for row in spans)
+    return True
+
+
+def _quarantine(batch_id: int, exc: Exception, now: datetime) -> None:
+    batch = IngestBatch.objects.get(pk=batch_id)
+    batch.attempts += 1
+    batch.error = f"{type(exc).__name__}: {exc}"[:2000]
+    batch.failed_at = batch.failed_at or now
+    batch.retry_at = now + quarantine_delay(batch.attempts)
+    batch.save(update_fields=["attempts", "error", "failed_at", "retry_at"])
+    log = logger.error if batch.attempts == 1 else logger.warning
+    log(
+        "rollup: batch %s of project %s quarantined (attempt %d, next try %s): %s",
+        batch.pk,
+        batch.project_id,
+        batch.attempts,
+        batch.retry_at.isoformat(),
+        batch.error,
+    )
+
+
+def quarantined_batch_count() -> int:
+    """Batches the rollup could not fold, kept for a later try (for staff)."""
+    return IngestBatch.objects.filter(failed_at__isnull=False).count()
 
 
 def rollup_rebuild(*, project_id: int, chunk: int = 50_000) -> RollupResult:

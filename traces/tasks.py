@@ -8,7 +8,12 @@ from traces.rollups import rollup_pending
 def rollup_spans() -> dict:
     """Fold pending ingest batches into rollups (safe to run concurrently)."""
     result = rollup_pending()
-    return {"batches": result.batches, "spans": result.spans, "rows": result.rows}
+    return {
+        "batches": result.batches,
+        "spans": result.spans,
+        "rows": result.rows,
+        "quarantined": result.quarantined,
+    }
 
 
 @shared_task(ignore_result=True)

@@ -109,7 +109,7 @@ def test_it_aggregates_runs_of_a_day(project):
 
     result = run_rollups_refresh(now=NOW)
 
-    assert result == {"days": 2, "rows": 2, "full": True}
+    assert result == {"days": 2, "rows": 2, "full": True, "failed": 0}
     row = RunRollup.objects.get(project=project, day=D0)
     assert (row.agent, row.agent_version, row.prompt_version, row.phase) == (
         "support-agent",
