@@ -121,7 +121,7 @@ def main() -> None:
         "overview": "/overview/",
         "agents": f"/agents/?project={project.slug}",
         "kpi lift": f"/kpis/?project={project.slug}",
-        "compare": f"/agents/agent-1/compare/?project={project.slug}&a=1.1.0&b=1.0.0",
+        "compare": f"/agents/compare/?agent=agent-1&project={project.slug}&a=1.1.0&b=1.0.0",
     }
     for label, url in pages.items():
         response = client.get(url)

@@ -1,8 +1,11 @@
 from django.contrib import admin, messages
+from django.utils import timezone
 from django.utils.html import format_html
 
+from traces import admin_tokens  # noqa: F401  (personal API tokens)
 from traces.models import (
     AgentPhase,
+    IngestBatch,
     IngestKey,
     Kpi,
     Membership,
@@ -194,3 +197,58 @@ class PromotionCriteriaAdmin(admin.ModelAdmin):
     ]
     list_filter = ["project", "from_phase"]
     search_fields = ["agent"]
+
+
+class QuarantinedFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "quarantined"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Quarantined"), ("no", "Pending")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(failed_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(failed_at__isnull=True)
+        return queryset
+
+
+@admin.register(IngestBatch)
+class IngestBatchAdmin(admin.ModelAdmin):
+    """Batches waiting for the rollup; quarantined ones say why the fold failed."""
+
+    list_display = [
+        "id",
+        "project",
+        "received_at",
+        "span_count",
+        "attempts",
+        "failed_at",
+        "retry_at",
+        "short_error",
+    ]
+    list_filter = [QuarantinedFilter, "project"]
+    search_fields = ["error"]
+    readonly_fields = [
+        "project",
+        "received_at",
+        "span_count",
+        "attempts",
+        "error",
+        "failed_at",
+        "retry_at",
+    ]
+    actions = ["retry_now"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="Error")
+    def short_error(self, obj):
+        return obj.error[:120]
+
+    @admin.action(description="Retry selected batches at the next rollup")
+    def retry_now(self, request, queryset):
+        n = queryset.filter(failed_at__isnull=False).update(retry_at=timezone.now())
+        self.message_user(request, f"{n} batch(es) will be folded again at the next rollup.")

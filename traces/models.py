@@ -303,11 +303,24 @@ class IngestBatch(models.Model):
     transaction (SELECT … FOR UPDATE SKIP LOCKED on PostgreSQL): spans are counted
     exactly once, with no time-based watermark that a slow transaction could slip
     under, and two workers never fold the same batch.
+
+    A batch the rollup cannot fold (a value its sums cannot hold) is quarantined rather
+    than retried on every tick: it keeps its spans, records why, and is claimed again
+    only from `retry_at` on, with a growing delay, while every other batch goes on.
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     received_at = models.DateTimeField()
     span_count = models.IntegerField()
+    attempts = models.PositiveIntegerField(default=0, help_text="Failed folds so far")
+    error = models.TextField(blank=True, default="", help_text="Why the last fold failed")
+    failed_at = models.DateTimeField(null=True, blank=True, help_text="First failed fold")
+    retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="Not claimed before this time (quarantined)"
+    )
+
+    class Meta:
+        verbose_name_plural = "ingest batches"
 
     def __str__(self) -> str:
         return f"batch {self.pk} ({self.span_count} spans)"
@@ -543,3 +556,27 @@ class PromotionCriteria(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent}: {self.from_phase} → {self.to_phase}"
+
+
+class PersonalToken(models.Model):
+    """A person's API token (`Authorization: Token <token>`), acting as that person.
+
+    Stored as ingest keys are: only a SHA-256 of the token and its first characters for
+    display; the token itself is shown once, when it is created.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_tokens"
+    )
+    name = models.CharField(max_length=100, default="default")
+    prefix = models.CharField(max_length=16, help_text="The token's first characters.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import urlencode
 
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
@@ -149,6 +149,10 @@ def kpi_diff(kpi: Kpi, a, b):
 
 def _traces_url(project, **params) -> str:
     return f"{reverse('trace-list')}?" + urlencode({"project": project.slug, **params})
+
+
+def _compare_url(project, *, agent: str) -> str:
+    return f"{reverse('agent-compare')}?" + urlencode({"project": project.slug, "agent": agent})
 
 
 def _day_start(day: date) -> datetime:
@@ -346,6 +350,7 @@ def agents_page(request):
                     project_id=project.pk, agent=agent, today=end_day, phase=phase, version=version
                 ),
                 "traces_url": _traces_url(project, agent=agent),
+                "compare_url": _compare_url(project, agent=agent),
             }
         )
     context.update(
@@ -494,11 +499,20 @@ def _rate_diff_row(label, a: RateStats | None, b: RateStats | None, higher_is_be
     }
 
 
-def compare_page(request, agent: str):
+def compare_redirect(request, agent: str):
+    query = request.GET.copy()
+    query["agent"] = agent
+    return redirect(f"{reverse('agent-compare')}?{query.urlencode()}", permanent=True)
+
+
+def compare_page(request):
     project, context = _project(request, switch="agents")
     context["nav"] = "agents"
     if project is None:
         raise Http404("No such project")
+    agent = request.GET.get("agent", "")
+    if not agent:
+        raise Http404("No agent named")
     kpis = _kpis()
     days, start_day, end_day = _window(request)
     dim = request.GET.get("dim", "agent_version")

@@ -1,8 +1,8 @@
 """Budgets API: envelopes, channels, alerts (with acknowledgement) and the cost series.
 
-Authentication: a login session, HTTP Basic, a personal token
-(`Authorization: Token <key>`, rest_framework.authtoken) or a project's ingest key
-(`Authorization: Bearer <key>`), which reads its own project and never writes.
+Authentication (the API's defaults): a login session, HTTP Basic, a personal token
+(`Authorization: Token <token>`) or a project's ingest key (`Authorization: Bearer <key>`),
+which reads its own project and never writes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import authentication, exceptions, generics
+from rest_framework import exceptions, generics
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -35,28 +35,13 @@ from budgets.selectors import (
     envelope_list_for_user,
 )
 from budgets.services import alert_acknowledge
-from traces.api.authentication import IngestKeyAuthentication
 from traces.selectors import TraceFilters, project_list_for_user
-
-# The ingest key class comes first so that a request without credentials is a 401
-# with a WWW-Authenticate header, as in the traces API.
-AUTHENTICATION = [
-    IngestKeyAuthentication,
-    authentication.TokenAuthentication,
-    authentication.BasicAuthentication,
-    authentication.SessionAuthentication,
-]
-
-
-class _BudgetsAPI:
-    authentication_classes = AUTHENTICATION
-
 
 # ------------------------------------------------------------------ envelopes
 
 
 @extend_schema(parameters=[OpenApiParameter("project", str, description="Project slug")])
-class EnvelopeListView(_BudgetsAPI, generics.ListCreateAPIView):
+class EnvelopeListView(generics.ListCreateAPIView):
     """Budget envelopes of the projects you can see; staff users create them."""
 
     serializer_class = EnvelopeSerializer
@@ -68,7 +53,7 @@ class EnvelopeListView(_BudgetsAPI, generics.ListCreateAPIView):
         ).prefetch_related("channels")
 
 
-class EnvelopeDetailView(_BudgetsAPI, generics.RetrieveUpdateDestroyAPIView):
+class EnvelopeDetailView(generics.RetrieveUpdateDestroyAPIView):
     """One envelope; staff users change or delete it."""
 
     serializer_class = EnvelopeSerializer
@@ -81,7 +66,7 @@ class EnvelopeDetailView(_BudgetsAPI, generics.RetrieveUpdateDestroyAPIView):
 # ------------------------------------------------------------------ channels
 
 
-class _ChannelMixin(_BudgetsAPI):
+class _ChannelMixin:
     serializer_class = ChannelSerializer
     permission_classes = [StaffOnly]
 
@@ -121,7 +106,7 @@ ALERT_PARAMS = [
 
 
 @extend_schema(parameters=ALERT_PARAMS)
-class AlertListView(_BudgetsAPI, generics.ListAPIView):
+class AlertListView(generics.ListAPIView):
     """Alerts of the projects you can see, newest first."""
 
     serializer_class = AlertSerializer
@@ -146,7 +131,7 @@ class AlertListView(_BudgetsAPI, generics.ListAPIView):
         ).prefetch_related("deliveries__channel")
 
 
-class AlertDetailView(_BudgetsAPI, generics.RetrieveAPIView):
+class AlertDetailView(generics.RetrieveAPIView):
     serializer_class = AlertSerializer
     permission_classes = [PeopleWrite]
 
@@ -156,7 +141,7 @@ class AlertDetailView(_BudgetsAPI, generics.RetrieveAPIView):
         return alert
 
 
-class AlertAcknowledgeView(_BudgetsAPI, APIView):
+class AlertAcknowledgeView(APIView):
     """Acknowledge a firing alert: records who and when. Idempotent: acknowledging again,
     or a resolved alert, changes nothing and answers the alert as it is."""
 
@@ -209,7 +194,7 @@ def _sums(g: GroupSums, *, latency: bool = True) -> dict:
     return out
 
 
-class CostSeriesView(_BudgetsAPI, APIView):
+class CostSeriesView(APIView):
     """Cost, tokens, runs, failed runs, unpriced model calls and run latency
     percentiles per time bucket, from the 15-minute rollups; optionally split by agent
     or model. `errors` counts failed runs; `unpriced` counts model calls with no known

@@ -11,7 +11,6 @@ import pytest
 from django.db.models import Sum
 from django.test import Client
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from budgets.models import Alert, BudgetEnvelope, Channel
 from budgets.validation import EnvelopeForm
@@ -19,6 +18,7 @@ from tests.factories import UserFactory, agent_run
 from traces.models import Rollup
 from traces.rollups import bucket_floor, rollup_pending
 from traces.services import ingest_key_create
+from traces.tokens import personal_token_create
 
 pytestmark = pytest.mark.django_db
 
@@ -226,8 +226,8 @@ def test_a_partial_update_is_validated_with_the_stored_values(staff_client, proj
 
 
 def test_a_personal_token_authenticates_staff_writes(staff, project):
-    token = Token.objects.create(user=staff)
-    client = Client(headers={"Authorization": f"Token {token.key}"})
+    secret = personal_token_create(user=staff).secret
+    client = Client(headers={"Authorization": f"Token {secret}"})
     assert client.get("/api/budgets/").status_code == 200
     response = client.post("/api/budgets/", VALID, content_type="application/json")
     assert response.status_code == 201

@@ -124,9 +124,11 @@ def test_an_outsider_sees_nothing_of_another_project_by_default(outsider_client,
 
 
 def test_an_outsider_cannot_compare_another_projects_versions(outsider_client, seeded):
-    url = reverse("agent-compare", args=["triage"])
-    assert outsider_client.get(url, {"project": seeded.slug}).status_code == 404
-    assert outsider_client.get(url).status_code == 404  # own project: no such agent
+    url = reverse("agent-compare")
+    assert outsider_client.get(url, {"agent": "triage", "project": seeded.slug}).status_code == 404
+    assert (
+        outsider_client.get(url, {"agent": "triage"}).status_code == 404
+    )  # own project: no such agent
 
 
 # ------------------------------------------------------------------ overview
@@ -303,8 +305,8 @@ def test_kpi_page_by_phase_uses_the_declared_baseline(client_logged_in, project)
 
 
 def test_compare_shows_differences_with_intervals(client_logged_in, seeded):
-    url = reverse("agent-compare", args=["triage"])
-    response = client_logged_in.get(url, {"a": "v2", "b": "v1"})
+    url = reverse("agent-compare")
+    response = client_logged_in.get(url, {"agent": "triage", "a": "v2", "b": "v1"})
     assert response.status_code == 200
     rows = {r["label"]: r for r in response.context["rows"]}
     exceptions = rows["Exception rate"]["lift"]  # 3 % vs 10 %: the interval still spans 0
@@ -320,8 +322,10 @@ def test_compare_shows_differences_with_intervals(client_logged_in, seeded):
 def test_compare_by_prompt_version(client_logged_in, project):
     rollup(project, version="v1", prompt_version="p1", runs=5)
     rollup(project, version="v1", prompt_version="p2", runs=5, errors=1)
-    url = reverse("agent-compare", args=["triage"])
-    response = client_logged_in.get(url, {"dim": "prompt_version", "a": "p2", "b": "p1"})
+    url = reverse("agent-compare")
+    response = client_logged_in.get(
+        url, {"agent": "triage", "dim": "prompt_version", "a": "p2", "b": "p1"}
+    )
     assert response.status_code == 200 and response.context["versions"] == ["p1", "p2"]
     assert "Not enough data" in response.content.decode()
 

@@ -1,8 +1,9 @@
-from django.db import InterfaceError, OperationalError
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from traces.login_throttle import lockout_message, retry_after
 from traces.services import ingest_key_authenticate
+from traces.tokens import personal_token_authenticate
 
 
 class KeyPrincipal:
@@ -33,16 +34,80 @@ class IngestKeyAuthentication(authentication.BaseAuthentication):
         secret = secret or request.headers.get("X-Api-Key", "").strip()
         if not secret:
             return None
-        try:
-            match = ingest_key_authenticate(secret=secret)
-        except (OperationalError, InterfaceError):
-            raise exceptions.APIException("The database is unavailable.") from None
+        # A database outage propagates: the outage middleware answers 503 + Retry-After.
+        match = ingest_key_authenticate(secret=secret)
         if match is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked key.")
         return KeyPrincipal(key_id=match.key_id, project_id=match.project_id), match
 
     def authenticate_header(self, request):
         return 'Bearer realm="api"'
+
+
+class PersonalTokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Token <token>`: a person's token, acting as that person."""
+
+    def authenticate(self, request):
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "token":
+            return None
+        secret = value.strip()
+        if not secret or " " in secret:
+            raise exceptions.AuthenticationFailed("Invalid token header.")
+        token = personal_token_authenticate(secret=secret)
+        if token is None:
+            raise exceptions.AuthenticationFailed("Unknown or revoked token.")
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed("User inactive or deleted.")
+        return token.user, token
+
+    def authenticate_header(self, request):
+        return "Token"
+
+
+class LockoutBasicAuthentication(authentication.BasicAuthentication):
+    """HTTP Basic, counted by the failed-login lockout like the login form.
+
+    DRF hands authenticate() its own request object, so the lockout flag that axes sets
+    never reaches the middleware that answers the form: it is answered here, as 429 with
+    Retry-After.
+    """
+
+    def authenticate_credentials(self, userid, password, request=None):
+        # PostgreSQL text cannot hold NUL: the user lookup would fail, not answer 401.
+        if "\0" in userid or "\0" in password:
+            raise exceptions.AuthenticationFailed("Invalid username/password.")
+        try:
+            return super().authenticate_credentials(userid, password, request)
+        except exceptions.AuthenticationFailed:
+            if request is not None and getattr(request, "axes_locked_out", False):
+                credentials = getattr(request, "axes_credentials", None) or {"username": userid}
+                seconds = retry_after(request, credentials)
+                locked = exceptions.Throttled(detail=lockout_message(seconds))
+                locked.wait = seconds  # becomes the Retry-After header
+                raise locked from None
+            raise
+
+
+class PersonalTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "traces.api.authentication.PersonalTokenAuthentication"
+    name = "personalToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token <token>`: a personal token, acting as its user.",
+        }
+
+
+class LockoutBasicScheme(OpenApiAuthenticationExtension):
+    target_class = "traces.api.authentication.LockoutBasicAuthentication"
+    name = "basicAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "basic"}
 
 
 class IngestKeyScheme(OpenApiAuthenticationExtension):
