@@ -1,4 +1,5 @@
-# The console's image: web (gunicorn), Celery worker and beat all run from it.
+# The console's image: web (gunicorn with uvicorn workers), Celery worker and beat all run
+# from it.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -6,7 +7,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VAR_DIR=/var/lib/agentops \
-    STATIC_ROOT=/app/staticfiles
+    STATIC_ROOT=/app/staticfiles \
+    BIND=0.0.0.0:8000 \
+    WEB_CONCURRENCY=4
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -23,4 +26,5 @@ RUN AGENTOPS_ENV=production SECRET_KEY=collectstatic-only python manage.py colle
 RUN useradd --system --home /app agentops && mkdir -p $VAR_DIR && chown agentops $VAR_DIR
 USER agentops
 EXPOSE 8000
-CMD ["gunicorn", "agentops_site.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--preload", "--no-control-socket", "--access-logfile", "-"]
+# Slow and idle clients hold no worker: see agentops_site/server.py.
+CMD ["gunicorn", "-c", "python:agentops_site.gunicorn_conf", "agentops_site.asgi:application"]

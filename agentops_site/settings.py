@@ -6,7 +6,9 @@ generated secret; anything else refuses to start without `SECRET_KEY`. Every var
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 
@@ -44,8 +46,15 @@ if DEVELOPMENT:
 else:
     SECRET_KEY = env.str("SECRET_KEY")  # raises ImproperlyConfigured when missing
 
+# Where the console tells users to point their exporters (shown in empty states).
+PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000")
+
+# In production the console answers to the host of its public URL unless told otherwise.
 ALLOWED_HOSTS = env.list(
-    "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEVELOPMENT else []
+    "ALLOWED_HOSTS",
+    default=["localhost", "127.0.0.1", "[::1]"]
+    if DEVELOPMENT
+    else [urlsplit(PUBLIC_URL).hostname or "localhost"],
 )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -58,8 +67,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
+    "axes",  # failed-login lockout (see "Logins" below)
+    "csp",
     "traces",
     "budgets",
     "agentops_site",  # site-wide management commands (up)
@@ -67,6 +77,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A database outage raised by a view is a 503 page or JSON body (handler500 in
+    # urls.py covers the ones raised by the middleware below).
+    "agentops_site.outage.OutageMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -75,6 +89,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Last, as django-axes asks: turns a lockout raised anywhere below into the 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "agentops_site.urls"
@@ -97,11 +113,26 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = "agentops_site.wsgi.application"
+ASGI_APPLICATION = "agentops_site.asgi.application"
 
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{Path(VAR_DIR) / 'agentops.sqlite3'}")
 }
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+# The web server runs each request on a thread of its own (ASGI), so a connection kept
+# per thread would be a new connection per request. PostgreSQL gets a pool per process
+# instead (CONN_HEALTH_CHECKS checks each checkout, so a restarted database costs no
+# failed request); SQLite connections are cheap to open.
+DATABASE_POOL = env.bool("DATABASE_POOL", default=True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=2),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=12),
+        # A request that cannot get a connection in this time is answered 503.
+        "timeout": env.float("DATABASE_POOL_TIMEOUT_SECONDS", default=5.0),
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(VAR_DIR).mkdir(parents=True, exist_ok=True)
@@ -164,26 +195,116 @@ SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEVELOPMENT)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
+# A deployment served over HTTPS (SECURE_COOKIES) also redirects plain HTTP and sends HSTS.
+# healthz stays reachable over plain HTTP for health checks inside the network.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=SESSION_COOKIE_SECURE)
+SECURE_REDIRECT_EXEMPT = env.list("SECURE_REDIRECT_EXEMPT", default=[r"^healthz$"])
+SECURE_HSTS_SECONDS = env.int(
+    "SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if SESSION_COOKIE_SECURE else 0
 )
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 
-# OTLP ingestion limits. The body limit bounds the compressed request *and* its
-# decompressed size, so a small gzip bomb is refused before it is inflated.
-OTLP_MAX_BODY_BYTES = env.int("OTLP_MAX_BODY_BYTES", default=16 * 1024 * 1024)
-OTLP_MAX_DECOMPRESSED_BYTES = env.int("OTLP_MAX_DECOMPRESSED_BYTES", default=64 * 1024 * 1024)
-OTLP_RETRY_AFTER_SECONDS = env.int("OTLP_RETRY_AFTER_SECONDS", default=5)
+# Content Security Policy (django-csp). Scripts only from our own static files (no inline
+# script, no eval); JSON data blocks (json_script) are not scripts. Styles allow
+# 'unsafe-inline': plotly.js sets inline styles on the SVG it draws, and usage bars are
+# sized with style attributes. CSS cannot run script, and with img/font/connect limited
+# to 'self' it cannot send data elsewhere.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],  # plotly's modebar icons and exports are data: URIs
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# ------------------------------------------------------------------ logins
+# Failed logins (form, admin, HTTP Basic on the API) are counted by django-axes per
+# username + address and per address; past either limit the address, or that user from
+# it, is refused with 429 until the cool-off has passed since the last failure. A
+# different address is not locked out of the user's account by the first limit.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_LOCKOUTS = [
+    (["username", "ip_address"], env.int("LOGIN_FAILURES_PER_USER_AND_ADDRESS", default=5)),
+    (["ip_address"], env.int("LOGIN_FAILURES_PER_ADDRESS", default=10)),
+]
+AXES_LOCKOUT_PARAMETERS = [params for params, _limit in LOGIN_LOCKOUTS]
+AXES_HANDLER = "traces.login_throttle.LoginThrottleHandler"
+AXES_FAILURE_LIMIT = max(limit for _params, limit in LOGIN_LOCKOUTS)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+# Attempts while locked out are refused without being counted, so the cool-off ends when
+# the message says it does.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "traces.login_throttle.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "traces.login_throttle.client_address"
+# Behind a proxy the client's address is the last X-Forwarded-For entry the proxy added.
+LOGIN_ADDRESS_FROM_FORWARDED_FOR = env.bool(
+    "LOGIN_ADDRESS_FROM_FORWARDED_FOR", default=BEHIND_TLS_PROXY
+)
+AXES_USERNAME_CALLABLE = "traces.login_throttle.client_username"
+AXES_ENABLE_ACCESS_FAILURE_LOG = False
+AXES_DISABLE_ACCESS_LOG = True  # successful logins are not the lockout's business
+AXES_VERBOSE = False  # no banner on every start; failures and lockouts are still logged
+
+# OTLP ingestion limits. The body limit bounds the request as sent; the decompressed
+# limit what it inflates to, checked while inflating, so a gzip bomb is refused early.
+OTLP_MAX_BODY_BYTES = env.int("OTLP_MAX_BODY_BYTES", default=4 * 1024 * 1024)
+# 4 MiB inflated, gRPC's default message limit that OTLP/gRPC receivers apply: parsing is
+# what costs memory before any limit below can act (protobuf takes ~17 bytes per byte of
+# tiny nested values, orjson ~21), and at 4 MiB no body passes 210 MB resident.
+OTLP_MAX_DECOMPRESSED_BYTES = env.int("OTLP_MAX_DECOMPRESSED_BYTES", default=4 * 1024 * 1024)
+# Sent with every 503 (ingest and pages). The Python exporter gives up at once when
+# Retry-After exceeds what is left of its deadline (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s by
+# default) and stops after 6 attempts: 9 s loses the fewest batches at the default and
+# at longer timeouts alike (bench/exporter_outage.py).
+OTLP_RETRY_AFTER_SECONDS = env.int("OTLP_RETRY_AFTER_SECONDS", default=9)
+# What one trace request may carry (README "Limits"), applied while decoding so that
+# no request within them takes a worker past 250 MB resident (bench/ingest_memory.py).
+# Spans beyond the first OTLP_MAX_SPANS_PER_REQUEST are rejected in the partial success;
+# attributes, events and links beyond theirs are dropped, longer strings are cut to
+# OTLP_MAX_VALUE_LENGTH characters and values nested deeper than OTLP_MAX_VALUE_DEPTH
+# levels are replaced by a marker, each counted in the answer.
+OTLP_MAX_SPANS_PER_REQUEST = env.int("OTLP_MAX_SPANS_PER_REQUEST", default=10_000)
+OTLP_MAX_ATTRIBUTES_PER_SPAN = env.int("OTLP_MAX_ATTRIBUTES_PER_SPAN", default=128)
+OTLP_MAX_EVENTS_PER_SPAN = env.int("OTLP_MAX_EVENTS_PER_SPAN", default=128)
+OTLP_MAX_LINKS_PER_SPAN = env.int("OTLP_MAX_LINKS_PER_SPAN", default=128)
+OTLP_MAX_ATTRIBUTES_PER_EVENT = env.int("OTLP_MAX_ATTRIBUTES_PER_EVENT", default=128)
+OTLP_MAX_ATTRIBUTES_PER_LINK = env.int("OTLP_MAX_ATTRIBUTES_PER_LINK", default=128)
+OTLP_MAX_VALUE_LENGTH = env.int("OTLP_MAX_VALUE_LENGTH", default=65_536)
+OTLP_MAX_VALUE_DEPTH = env.int("OTLP_MAX_VALUE_DEPTH", default=16)
+OTLP_MAX_NESTED_VALUES_PER_REQUEST = env.int("OTLP_MAX_NESTED_VALUES_PER_REQUEST", default=100_000)
+# Backpressure (agentops_site/admission.py), per web server process: OTLP requests
+# served at once, how many more may wait and for how long; past that 429 + Retry-After.
+INGEST_CONCURRENCY = env.int("INGEST_CONCURRENCY", default=2)
+INGEST_QUEUE = env.int("INGEST_QUEUE", default=8)
+INGEST_QUEUE_WAIT_SECONDS = env.float("INGEST_QUEUE_WAIT_SECONDS", default=2.0)
+INGEST_BUSY_RETRY_AFTER_SECONDS = env.int("INGEST_BUSY_RETRY_AFTER_SECONDS", default=1)
+# A request body must arrive within this time (slow clients hold no worker meanwhile).
+REQUEST_BODY_TIMEOUT_SECONDS = env.float("REQUEST_BODY_TIMEOUT_SECONDS", default=60.0)
 # Django's own cap must not cut the OTLP body before our limit answers 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(OTLP_MAX_BODY_BYTES, 2_621_440)
-
-# Where the console tells users to point their exporters (shown in empty states).
-PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000")
 
 REST_FRAMEWORK = {
     # The key class comes first so that a missing or bad credential is a 401 with a
     # WWW-Authenticate header, not a 403.
+    # Every endpoint takes the same credentials: a project key, a personal token, HTTP
+    # Basic (counted by the login lockout) or a login session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "traces.api.authentication.IngestKeyAuthentication",
+        "traces.api.authentication.PersonalTokenAuthentication",
+        "traces.api.authentication.LockoutBasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

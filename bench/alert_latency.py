@@ -116,11 +116,12 @@ def main() -> None:
     procs = [
         subprocess.Popen(
             [
-                PY, "-m", "gunicorn", "agentops_site.wsgi:application", "--bind",
-                f"127.0.0.1:{args.port}", "--workers", "2", "--preload",
-                "--no-control-socket", "--log-level", "warning",
+                PY, "-m", "gunicorn", "-c", "python:agentops_site.gunicorn_conf",
+                "--log-level", "warning", "agentops_site.asgi:application",
             ],
-            cwd=ROOT, env=env, start_new_session=True,
+            cwd=ROOT, start_new_session=True,
+            env={**env, "BIND": f"127.0.0.1:{args.port}", "WEB_CONCURRENCY": "2",
+                 "ACCESS_LOG": ""},
         ),
         subprocess.Popen(
             [*celery, "worker", "--loglevel", "WARNING", "--concurrency", "2"],

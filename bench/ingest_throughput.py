@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Ingestion throughput: the shared OTLP load generator against the console served by
-gunicorn on PostgreSQL.
+"""Ingestion throughput: the shared OTLP load generator against the console served as in
+production (gunicorn with uvicorn workers, bench/_server.py) on PostgreSQL.
 
     .venv/bin/python bench/ingest_throughput.py                 # 3 runs, defaults below
     .venv/bin/python bench/ingest_throughput.py --runs 5 --workers 4 --traces 3000
+    .venv/bin/python bench/ingest_throughput.py --server sync     # gunicorn sync workers
 
-Each run: a fresh database, migrations, a project and key, gunicorn started, then
+Each run: a fresh database, migrations, a project and key, the server started, then
 `otlp_load.py` (100-span gzip protobuf requests, concurrency 4). After the run the
 database is counted: every span the generator saw accepted must be stored (a 200 is
 only sent after the transaction commits, so there is no lag to wait for). Reports
@@ -19,6 +20,7 @@ the shared load generator at ../shared/bench/otlp_load.py (or --load-generator).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -26,12 +28,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _server import PY, ROOT, start
 
 
 def sh(*cmd, env=None, capture=False):
@@ -63,6 +63,22 @@ def rss_of_tree(pid: int) -> dict[int, int]:
     return out
 
 
+def cpu_of_tree(pid: int) -> float:
+    """CPU seconds (user + system) used so far by pid and its children."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    total = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:
+            pass
+    return total / ticks
+
+
 def one_run(args, run: int) -> dict:
     dbname = "agentops_bench"
     psql(args.pg, f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
@@ -80,26 +96,8 @@ def one_run(args, run: int) -> dict:
         PY, "manage.py", "createproject", f"bench{run}", env=env, capture=True
     ).stdout.splitlines()[-1]
 
-    server = subprocess.Popen(
-        [
-            PY,
-            "-m",
-            "gunicorn",
-            "agentops_site.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{args.port}",
-            "--workers",
-            str(args.workers),
-            "--no-control-socket",
-            *(["--preload"] if args.preload else []),
-            "--worker-class",
-            args.worker_class,
-            *(["--threads", str(args.threads)] if args.worker_class == "gthread" else []),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
+    server = start(
+        server=args.server, port=args.port, workers=args.workers, env=env, preload=args.preload
     )
     peak: dict[int, int] = {}
     stop = threading.Event()
@@ -111,13 +109,8 @@ def one_run(args, run: int) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
         sampler.start()
+        cpu_before = cpu_of_tree(server.pid)
         with tempfile.NamedTemporaryFile(suffix=".json") as report_file:
             cmd = [
                 PY,
@@ -140,6 +133,7 @@ def one_run(args, run: int) -> dict:
                 cmd.append("--json")
             subprocess.run(cmd, check=False)
             report = json.loads(Path(report_file.name).read_text())
+        cpu_used = cpu_of_tree(server.pid) - cpu_before
     finally:
         stop.set()
         server.terminate()
@@ -166,6 +160,8 @@ def one_run(args, run: int) -> dict:
         "spans_stored": stored,
         "elapsed_s": elapsed,
         "stored_spans_per_s": rate,
+        # Server CPU per stored span: steadier than spans/s on a shared, noisy machine.
+        "server_cpu_us_per_span": round(cpu_used / stored * 1e6, 1) if stored else None,
         "p50_ms": report.get("latency_ms", {}).get("p50"),
         "p99_ms": report.get("latency_ms", {}).get("p99"),
         "statuses": report.get("status_counts"),
@@ -180,15 +176,19 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--traces", type=int, default=2000, help="agent runs per run (~9.5 spans each)")
     p.add_argument("--concurrency", type=int, default=4)
-    p.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    p.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="server worker processes")
+    p.add_argument(
+        "--server",
+        default="asgi",
+        choices=["asgi", "sync"],
+        help="asgi: the shipped server (uvicorn workers); sync: gunicorn sync workers (WSGI)",
+    )
     p.add_argument("--json", action="store_true", help="OTLP/JSON instead of protobuf")
     p.add_argument(
         "--preload",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="gunicorn --preload (as `manage.py up` runs it)",
+        help="gunicorn --preload for --server sync (the asgi configuration always preloads)",
     )
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
@@ -208,6 +208,8 @@ def main() -> None:
         f"\nmedian stored spans/s over {len(rates)} runs: {statistics.median(rates):,.0f} "
         f"(runs: {', '.join(f'{x:,.0f}' for x in rates)})"
     )
+    cpu = [r["server_cpu_us_per_span"] for r in results]
+    print(f"server CPU per stored span: median {statistics.median(cpu)} µs (runs: {cpu})")
     print(
         "peak RSS per worker process: "
         + ", ".join(f"{r['peak_rss_worker_mb']:.0f} MB" for r in results)

@@ -22,12 +22,12 @@ import pytest
 import redis
 from aiosmtpd.controller import Controller
 from celery import Celery
-from django.db import connection
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from budgets.models import Alert, BudgetEnvelope, Channel, Delivery
+from tests.live import database_url
 from tests.otlp_client import record
 from tests.receivers import Receiver, RecordingHandler, free_port
 
@@ -75,13 +75,6 @@ def webhook():
     receiver = Receiver().start()
     yield receiver
     receiver.stop()
-
-
-def database_url() -> str:
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"
-    return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """`python manage.py up`: everything a newcomer needs, in one process tree.
 
 Migrates, makes sure a demo login and a demo project with an ingest key exist, starts
-the web server (gunicorn), a Celery worker and Celery beat (on the broker of
+the web server (gunicorn with uvicorn workers), a Celery worker and Celery beat (on the broker of
 CELERY_BROKER_URL: by default a folder under VAR_DIR, no server needed), and sends demo
 agent traffic through the real OTLP exporter: a day of backdated history first, then
 a run every few seconds.
@@ -39,7 +39,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+        parser.add_argument("--workers", type=int, default=2, help="web server worker processes")
         parser.add_argument("--no-demo", action="store_true", help="Do not send demo traffic")
         parser.add_argument(
             "--history", type=int, default=150, help="Backdated demo runs to send at start"
@@ -58,26 +58,18 @@ class Command(BaseCommand):
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "agentops_site.settings"}
         # Links in alerts and set-up instructions point at this server unless told otherwise.
         env.setdefault("PUBLIC_URL", base)
-        web = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        # The production server (agentops_site/server.py): gunicorn with uvicorn workers.
+        web_env = {**env, "BIND": f"{host}:{port}", "WEB_CONCURRENCY": str(workers)}
+        web = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "gunicorn",
-                "agentops_site.wsgi:application",
-                "--bind",
-                f"{host}:{port}",
-                "--workers",
-                str(workers),
-                "--no-control-socket",
-                # Import once in the master: workers share its memory and answer their
-                # first requests without a cold start.
-                "--preload",
-                "--access-logfile",
-                "-",
-                "--access-logformat",
-                '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
+                "-c",
+                "python:agentops_site.gunicorn_conf",
+                "agentops_site.asgi:application",
             ],
-            env=env,
+            env=web_env,
         )
         celery = [sys.executable, "-m", "celery", "-A", "agentops_site"]
         worker = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
