@@ -118,21 +118,9 @@ ASGI_APPLICATION = "agentops_site.asgi.application"
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{Path(VAR_DIR) / 'agentops.sqlite3'}")
 }
-# The web server runs each request on a thread of its own (ASGI), so a connection kept
-# per thread would be a new connection per request. PostgreSQL gets a pool per process
-# instead (CONN_HEALTH_CHECKS checks each checkout, so a restarted database costs no
-# failed request); SQLite connections are cheap to open.
-DATABASE_POOL = env.bool("DATABASE_POOL", default=True)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL:
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=2),
-        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=12),
-        # A request that cannot get a connection in this time is answered 503.
-        "timeout": env.float("DATABASE_POOL_TIMEOUT_SECONDS", default=5.0),
-    }
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+# Each web server thread (WEB_THREADS per process) keeps its connection between requests;
+# CONN_HEALTH_CHECKS makes a restarted database cost no failed request.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(VAR_DIR).mkdir(parents=True, exist_ok=True)
@@ -285,6 +273,9 @@ OTLP_MAX_ATTRIBUTES_PER_LINK = env.int("OTLP_MAX_ATTRIBUTES_PER_LINK", default=1
 OTLP_MAX_VALUE_LENGTH = env.int("OTLP_MAX_VALUE_LENGTH", default=65_536)
 OTLP_MAX_VALUE_DEPTH = env.int("OTLP_MAX_VALUE_DEPTH", default=16)
 OTLP_MAX_NESTED_VALUES_PER_REQUEST = env.int("OTLP_MAX_NESTED_VALUES_PER_REQUEST", default=100_000)
+# Threads per web server process that run requests (agentops_site/asgi.py); ingestion
+# takes at most INGEST_CONCURRENCY of them, the rest serve pages and the API.
+WEB_THREADS = env.int("WEB_THREADS", default=8)
 # Backpressure (agentops_site/admission.py), per web server process: OTLP requests
 # served at once, how many more may wait and for how long; past that 429 + Retry-After.
 INGEST_CONCURRENCY = env.int("INGEST_CONCURRENCY", default=2)

@@ -79,6 +79,8 @@ def main() -> None:
         "DATABASE_URL": f"{args.pg}/{DB}",
         "CELERY_BROKER_URL": args.redis,
         "AGENTOPS_ENV": "production",
+        # Plain HTTP on loopback: no HTTPS redirect, cookies without the Secure flag.
+        "SECURE_COOKIES": "false",
         "SECRET_KEY": "bench-only-secret-key-not-used-elsewhere-0123456789",
         "ALLOWED_HOSTS": "127.0.0.1",
         "ALERTS_ALLOW_PRIVATE_URLS": "true",

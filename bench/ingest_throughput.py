@@ -87,6 +87,8 @@ def one_run(args, run: int) -> dict:
         **os.environ,
         "DATABASE_URL": f"{args.pg}/{dbname}",
         "AGENTOPS_ENV": "production",
+        # Plain HTTP on loopback: no HTTPS redirect, cookies without the Secure flag.
+        "SECURE_COOKIES": "false",
         "SECRET_KEY": "bench-only-secret-key-not-used-elsewhere-0123456789",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",

@@ -108,22 +108,20 @@ def one_run(args, run: int) -> dict:
         "AGENTOPS_ENV": "production",
         "SECRET_KEY": "bench-only-secret-key-not-used-elsewhere-0123456789",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # Plain HTTP on loopback: no HTTPS redirect, cookies without the Secure flag.
         "SECURE_COOKIES": "false",
-        "SECURE_SSL_REDIRECT": "false",
         "LOG_LEVEL": "WARNING",
         "DJANGO_SUPERUSER_PASSWORD": "bench-password-0123",
+        # Production serves collected, hashed static files (the pages link them).
+        "STATIC_ROOT": str(Path(tempfile.gettempdir()) / "agentops-bench-static"),
     }
     sh(PY, "manage.py", "migrate", "-v0", env=env)
+    sh(PY, "manage.py", "collectstatic", "--noinput", "-v0", env=env)
+    sh(PY, "manage.py", "createsuperuser", "--noinput", "--username", "bench",
+       "--email", "bench@example.com", env=env)  # fmt: skip
     key = sh(
         PY, "manage.py", "createproject", "overload", "--admin", "bench", env=env, capture=True
     ).stdout.splitlines()[-1]
-    sh(
-        PY, "manage.py", "shell", "-c",
-        "from django.contrib.auth import get_user_model; u = get_user_model().objects"
-        ".get(username='bench'); u.set_password('bench-password-0123'); u.is_staff = True;"
-        " u.save()",
-        env=env,
-    )  # fmt: skip
     server = start(server=args.server, port=args.port, workers=args.workers, env=env)
     base = f"http://127.0.0.1:{args.port}"
     try:

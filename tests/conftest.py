@@ -60,15 +60,3 @@ def outsider_client(outsider):
 def _fast_password_hashing(settings):
     # The real hasher costs ~0.3 s per user; what is tested here is not its strength.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _close_connection_pools(django_db_setup):
-    """PostgreSQL connections come from a pool (settings.DATABASE_POOL); close it before
-    the test database is dropped, which refuses while pooled sessions are open."""
-    yield
-    from django.db import connections
-
-    for conn in connections.all():
-        if getattr(conn, "pool", None) is not None:
-            conn.close_pool()
