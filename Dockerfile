@@ -15,7 +15,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY agentops_site ./agentops_site
 COPY traces ./traces
+COPY rollouts ./rollouts
 COPY budgets ./budgets
+COPY console ./console
 RUN pip install .
 COPY manage.py ./
 COPY templates ./templates

@@ -53,6 +53,8 @@ def main(argv: list[str]) -> None:
         ensure_env("dev")
         run(PY, "-m", "ruff", "check", ".")
         run(PY, "-m", "ruff", "format", "--check", ".")
+        # The arrows between the apps, declared in pyproject.toml ([tool.importlinter]).
+        run(PY.with_name("lint-imports" + (".exe" if os.name == "nt" else "")), "--no-logo")
         run(PY, "manage.py", "makemigrations", "--check", "--dry-run")
         sys.exit(run(PY, "-m", "pytest", *rest, check=False))
     else:

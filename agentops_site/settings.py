@@ -71,7 +71,9 @@ INSTALLED_APPS = [
     "axes",  # failed-login lockout (see "Logins" below)
     "csp",
     "traces",
+    "rollouts",
     "budgets",
+    "console",
     "agentops_site",  # site-wide management commands (up)
 ]
 
@@ -105,8 +107,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "traces.context_processors.console",
-                "budgets.context_processors.alerts",
+                "console.context_processors.navigation",
             ],
         },
     },
@@ -349,13 +350,14 @@ CELERY_TIMEZONE = "UTC"
 ROLLUP_EVERY_SECONDS = env.int("ROLLUP_EVERY_SECONDS", default=20)
 EVALUATE_EVERY_SECONDS = env.int("EVALUATE_EVERY_SECONDS", default=60)
 CELERY_BEAT_SCHEDULE = {
-    "rollup-spans": {
-        "task": "traces.tasks.rollup_spans",
+    # Fold new spans, then evaluate the budgets they moved: a chain (agentops_site/celery.py).
+    "fold-then-evaluate": {
+        "task": "agentops_site.fold_then_evaluate",
         "schedule": ROLLUP_EVERY_SECONDS,
         "options": {"expires": ROLLUP_EVERY_SECONDS},
     },
     "rollup-runs": {
-        "task": "traces.tasks.rollup_runs",
+        "task": "rollouts.tasks.rollup_runs",
         "schedule": 60,
         "options": {"expires": 60},
     },

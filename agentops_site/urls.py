@@ -44,7 +44,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/", include("traces.api.urls")),
     path("api/", include("budgets.api.urls")),
-    path("", include("traces.urls_kpi")),
+    path("", include("console.urls")),
+    path("", include("rollouts.urls")),
     path("", include("traces.urls")),
     path("", include("budgets.urls")),
 ]

@@ -33,14 +33,17 @@ INSERT INTO traces_trace (project_id, trace_id, root_span_id, name, agent, agent
     prompt_version, phase, intervened, service_name, started_at, ended_at, start_ns, end_ns,
     duration_ms, span_count, error_count, llm_call_count, tool_call_count, input_tokens,
     output_tokens, cached_input_tokens, reasoning_tokens, cost_usd, unpriced_count, status,
-    root_status, session_id, user_id, first_received_at, last_received_at)
+    root_status, session_id, user_id, first_received_at, last_received_at, root_key, name_key,
+    agent_key, agent_version_key, service_name_key, prompt_version_key, phase_key,
+    session_id_key, user_id_key)
 SELECT p.id, lpad(to_hex(r), 32, '0'), lpad(to_hex(r), 16, '0'), 'run',
     'agent-' || (r %% 4), '1.' || (r %% 3) || '.0', 'v' || (r %% 2),
     (ARRAY['shadow', 'bounded', 'expanded', 'human'])[1 + (r %% 4)],
     (r %% 10 = 0), 'svc', t, t + interval '20 seconds', 0, 0,
     5000 + (r::bigint * 7919) %% 60000, 10, 0, 4, 5, 4000, 800, 0, 0, 0.004, 0,
     CASE WHEN r %% 13 = 0 THEN 'error' ELSE 'ok' END,
-    CASE WHEN r %% 13 = 0 THEN 'error' ELSE 'ok' END, '', '', t, t
+    CASE WHEN r %% 13 = 0 THEN 'error' ELSE 'ok' END, '', '', t, t,
+    '', '', '', '', '', '', '', '', ''
 FROM traces_project p,
      generate_series(1, %(runs)s) AS r,
      LATERAL (SELECT now() - (r::float / %(runs)s) * interval '30 days' AS t) AS tt
@@ -87,8 +90,9 @@ def main() -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from traces.kpis import run_rollups_refresh
-    from traces.models import Membership, Outcome, Project, RunRollup
+    from rollouts.models import RunRollup
+    from rollouts.services import run_rollups_refresh
+    from traces.models import Membership, Outcome, Project
 
     call_command("migrate", verbosity=0)
     t = time.perf_counter()

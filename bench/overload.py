@@ -125,7 +125,7 @@ def one_run(args, run: int) -> dict:
     server = start(server=args.server, port=args.port, workers=args.workers, env=env)
     base = f"http://127.0.0.1:{args.port}"
     try:
-        load(args, key, traces=300, concurrency=2)  # rows for the trace list
+        warmup = load(args, key, traces=300, concurrency=2)  # rows for the trace list
         opener = login(base, "bench", "bench-password-0123")
         stop = threading.Event()
         health: list = []
@@ -179,6 +179,8 @@ def one_run(args, run: int) -> dict:
         "spans_accepted": report.get("spans_accepted"),
         # The warm-up traces were stored too; they are not part of the rate.
         "spans_stored_total": stored,
+        "all_accepted_stored": stored
+        == (report.get("spans_accepted") or 0) + (warmup.get("spans_accepted") or 0),
         "accepted_spans_per_s": round((report.get("spans_accepted") or 0) / elapsed)
         if elapsed
         else None,
@@ -220,6 +222,11 @@ def main() -> None:
     rates = [r["accepted_spans_per_s"] or 0 for r in results]
     print(f"  ingestion  {statistics.median(rates):,.0f} accepted spans/s; statuses per run: "
           + "; ".join(json.dumps(r["ingest_statuses"]) for r in results))  # fmt: skip
+    if not all(r["all_accepted_stored"] for r in results):
+        print("ACCEPTED BUT NOT STORED in runs:",
+              [r["run"] for r in results if not r["all_accepted_stored"]])  # fmt: skip
+        sys.exit(1)
+    print("  every span answered 200 was stored")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ django.setup()
 
 from django.db import connection
 
-from traces import otlp, semconv
+from traces import conventions, otlp
 from traces.ingest import span_batch_ingest
 from traces.models import Project
 from traces.pricing import PriceBook
@@ -60,7 +60,7 @@ def main() -> None:
     t_decode = time.perf_counter() - t
     n = sum(len(d) for d in decoded)
     t = time.perf_counter()
-    mapped = [semconv.map_span(s) for d in decoded for s in d]
+    mapped = [conventions.map_span(s) for d in decoded for s in d]
     t_map = time.perf_counter() - t
     book = PriceBook.load()
     t = time.perf_counter()

@@ -4,7 +4,8 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from budgets import admin_channels  # noqa: F401  (channels and deliveries)
-from budgets.evaluate import budget_evaluate, format_amount, period_label
+from budgets.evaluate import budget_evaluate, period_label
+from budgets.formatting import format_value
 from budgets.models import Alert, BudgetEnvelope, StateChange
 from budgets.validation import EnvelopeForm
 
@@ -95,15 +96,15 @@ class BudgetEnvelopeAdmin(admin.ModelAdmin):
 
     @admin.display(description="Last value / limit")
     def usage_display(self, obj):
-        limit = format_amount(obj.metric, obj.limit)
+        limit = format_value(obj.metric, obj.limit)
         if obj.last_value is None:
             return f"— / {limit}"
         pct = obj.last_value * 100 / obj.limit if obj.limit else 0
-        return f"{format_amount(obj.metric, obj.last_value)} / {limit} ({pct:.0f} %)"
+        return f"{format_value(obj.metric, obj.last_value)} / {limit} ({pct:.0f} %)"
 
     @admin.display(description="Forecast")
     def forecast_display(self, obj):
-        return format_amount(obj.metric, obj.last_forecast) if obj.last_forecast else "—"
+        return format_value(obj.metric, obj.last_forecast) if obj.last_forecast else "—"
 
     @admin.action(description="Evaluate selected budgets now")
     def evaluate_now(self, request, queryset):
@@ -126,8 +127,8 @@ class BudgetEnvelopeAdmin(admin.ModelAdmin):
                 tz=envelope.timezone,
             )
             text = (
-                f"{envelope.name}: {ev.state}, {format_amount(envelope.metric, ev.value)} of "
-                f"{format_amount(envelope.metric, ev.limit)} ({ev.percent:.0f} %, {where})"
+                f"{envelope.name}: {ev.state}, {format_value(envelope.metric, ev.value)} of "
+                f"{format_value(envelope.metric, ev.limit)} ({ev.percent:.0f} %, {where})"
             )
             if ev.state_change:
                 text += f"; was {ev.state_change.old_state}"

@@ -13,10 +13,10 @@ from decimal import Decimal
 
 from django.urls import reverse
 
+from budgets.formatting import format_value
 from budgets.models import BudgetEnvelope
 from budgets.selectors import CUMULATIVE_METRICS, CostSeries, UsageSeries
-from budgets.templatetags.budget_display import metric_text
-from traces.charts_kpi import CONFIG, FONT, axis  # one look for every chart
+from traces.charts_style import CONFIG, FONT, axis  # one look for every chart
 
 Metric = BudgetEnvelope.Metric
 
@@ -153,7 +153,7 @@ def envelope_usage_figure(
             {
                 "type": "scatter",
                 "mode": "lines",
-                "name": f"Forecast at this pace: {metric_text(forecast, envelope.metric)}",
+                "name": f"Forecast at this pace: {format_value(envelope.metric, forecast)}",
                 "x": [local(last_at, tz), x1],
                 "y": [last_value, float(forecast)],
                 "line": {"color": FORECAST, "width": 2, "dash": "dot"},
@@ -165,7 +165,7 @@ def envelope_usage_figure(
         {
             "type": "scatter",
             "mode": "lines",
-            "name": f"Limit {metric_text(envelope.limit, envelope.metric)}",
+            "name": f"Limit {format_value(envelope.metric, envelope.limit)}",
             "x": [x0, x1],
             "y": [limit, limit],
             "line": {"color": DANGER, "width": 1.5},

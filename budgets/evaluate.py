@@ -6,23 +6,12 @@ run concurrently with themselves and each other.
 
 Where the numbers come from
 ---------------------------
-- cost (USD), tokens (input + output), p95 run latency (s) and error rate (% of runs
-  whose root span failed) come from the 15-minute rollups of the period
-  (`period_bounds`), narrowed by agent, model and service. Envelopes are grouped by
-  (project, period bounds): one aggregate query per group, grouped by agent × model ×
-  service, serves every envelope of the group, whose narrowed sums are added up in
-  Python (plus one query of latency histograms when the group holds a p95 budget).
-- an envelope narrowed to a user or a session (`attribute`) is computed from the
-  Trace table instead, since rollups have no user or session dimension (one query per
-  project and period bounds for all such envelopes, grouped by user, session, agent
-  and service). A run counts
-  in the period in which it started, wholly for the trace's own agent and service
-  (rollups attribute each model call to its own span), runs are traces whose root
-  span has arrived, and p95 is taken from the run durations through the same
-  log-scale histogram as the rollups.
-- per-run caps (cost or duration of one run) read the Trace table too: the value is
-  the worst run that started in the period; the alert lists the runs at or above the
-  cap, most expensive (or longest) first.
+From `budgets.selectors.usage_measure`, the one usage rule that the envelope's chart
+follows too (which spend and which runs count is written there). Envelopes are grouped
+by (project, period bounds) and each group is measured together: one aggregate query
+per source, grouped by the dimensions its envelopes narrow on. The alert lists the
+runs behind the usage (`_alert_traces_find`); per-run cap alerts list the runs at or
+above the cap, most expensive (or longest) first.
 
 Spans are bucketed by their start, so a span that arrives late still counts in its
 own bucket and period. So that a period that has just ended is not left with its last
@@ -82,20 +71,27 @@ from functools import partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Sum
+from django.db.models import F, OuterRef, Subquery, Sum
 
+from budgets.formatting import format_value
 from budgets.models import Alert, BudgetEnvelope, State, StateChange
 from budgets.periods import CALENDAR_PERIODS, elapsed_fraction, period_bounds, zone
+from budgets.selectors import (
+    RUN_CAP_METRICS,
+    UsageScope,
+    usage_measure,
+    usage_trace_queryset,
+    usage_value,
+)
 from traces.dberrors import is_outage
-from traces.models import Rollup, Span, Trace, TraceStatus
-from traces.rollups import BUCKET, Histogram
+from traces.models import Span, TraceStatus
+from traces.rollups import BUCKET
 
 logger = logging.getLogger(__name__)
 
 Metric = BudgetEnvelope.Metric
 Period = BudgetEnvelope.Period
 
-RUN_CAP_METRICS = (Metric.RUN_COST, Metric.RUN_DURATION)
 FORECAST_METRICS = (Metric.COST, Metric.TOKENS)
 FORECAST_MIN_FRACTION = 0.10
 FORECAST_MIN_ELAPSED = BUCKET
@@ -283,26 +279,19 @@ def _jobs_for(env: BudgetEnvelope, now: datetime) -> list[_Job]:
 
 
 def _measure(jobs: list[_Job], now: datetime) -> None:
-    """Fill every job's usage with as few queries as the grouping allows."""
-    rollup_groups: dict[tuple, list[_Job]] = defaultdict(list)
-    trace_groups: dict[tuple, list[_Job]] = defaultdict(list)
-    cap_groups: dict[tuple, list[_Job]] = defaultdict(list)
+    """Fill every job's usage by the one usage rule (budgets.selectors.usage_measure),
+    measuring together the envelopes of a project that share a period."""
+    groups: dict[tuple, list[_Job]] = defaultdict(list)
     for job in jobs:
-        env = job.env
-        key = (env.project_id, job.start, job.end)
-        if env.metric in RUN_CAP_METRICS:
-            cap_groups[(*key, env.attribute)].append(job)
-        elif env.attribute:
-            trace_groups[key].append(job)
-        else:
-            rollup_groups[key].append(job)
-
-    for (project_id, start, end), group in rollup_groups.items():
-        _measure_rollups(project_id, start, end, group)
-    for (project_id, start, end), group in trace_groups.items():
-        _measure_traces(project_id, start, end, group)
-    for (project_id, start, end, attribute), group in cap_groups.items():
-        _measure_run_caps(project_id, start, end, attribute, group)
+        groups[(job.env.project_id, job.start, job.end)].append(job)
+    for (project_id, start, end), group in groups.items():
+        scopes = {id(job): UsageScope.of(job.env) for job in group}
+        used = usage_measure(
+            project_id=project_id, start=start, end=end, scopes=list(scopes.values())
+        )
+        for job in group:
+            scope = scopes[id(job)]
+            job.usage.value = usage_value(scope.metric, used[scope][None])
 
     for job in jobs:
         env = job.env
@@ -311,149 +300,6 @@ def _measure(jobs: list[_Job], now: datetime) -> None:
         fraction = elapsed_fraction(job.start, job.end, now)
         if fraction >= FORECAST_MIN_FRACTION and now - job.start >= FORECAST_MIN_ELAPSED:
             job.usage.forecast = job.usage.value / Decimal(repr(fraction))
-
-
-def _matches(env: BudgetEnvelope, agent: str, model: str, service: str) -> bool:
-    return (
-        (not env.agent or env.agent == agent)
-        and (not env.model or env.model == model)
-        and (not env.service_name or env.service_name == service)
-    )
-
-
-def _value(metric: str, *, cost, input_tokens, output_tokens, runs, run_errors, hist) -> Decimal:
-    if metric == Metric.COST:
-        return Decimal(cost or 0)
-    if metric == Metric.TOKENS:
-        return Decimal((input_tokens or 0) + (output_tokens or 0))
-    if metric == Metric.ERROR_RATE:
-        return Decimal(100 * run_errors) / Decimal(runs) if runs else Decimal(0)
-    if metric == Metric.P95_LATENCY:
-        ms = Histogram.quantile(hist or {}, 0.95)
-        return Decimal(repr(ms)) / 1000 if ms is not None else Decimal(0)
-    raise ValueError(f"metric {metric!r} is not measured from sums")
-
-
-def _measure_rollups(project_id: int, start: datetime, end: datetime, group: list[_Job]) -> None:
-    qs = Rollup.objects.filter(
-        project_id=project_id, bucket_start__gte=start, bucket_start__lt=end
-    ).order_by()
-    # Only the columns the group's envelopes narrow on: fewer groups, fewer rows.
-    dims = [
-        name
-        for name in ("agent", "model", "service_name")
-        if any(getattr(j.env, name) for j in group)
-    ]
-    aggregates = {
-        "cost": Sum("cost_usd"),
-        "input_tokens": Sum("input_tokens"),
-        "output_tokens": Sum("output_tokens"),
-        "runs": Sum("trace_count"),
-        "run_errors": Sum("run_error_count"),
-    }
-    # values() without fields would group by every column: no narrowing, one total.
-    rows = list(qs.values(*dims).annotate(**aggregates)) if dims else [qs.aggregate(**aggregates)]
-    hists: dict[tuple, dict] = {}
-    if any(j.env.metric == Metric.P95_LATENCY for j in group):
-        for *key, hist in qs.filter(trace_count__gt=0).values_list(*dims, "run_latency"):
-            Histogram.merge(hists.setdefault(tuple(key), {}), hist)
-
-    for job in group:
-        env = job.env
-        sums = dict.fromkeys(("cost", "input_tokens", "output_tokens", "runs", "run_errors"), 0)
-        hist: dict = {}
-        for row in rows:
-            if not _matches(
-                env, row.get("agent", ""), row.get("model", ""), row.get("service_name", "")
-            ):
-                continue
-            for name in sums:
-                sums[name] += row[name] or 0
-            if env.metric == Metric.P95_LATENCY:
-                Histogram.merge(hist, hists.get(tuple(row[d] for d in dims), {}))
-        job.usage.value = _value(env.metric, hist=hist, **sums)
-
-
-def _trace_scope(qs, env: BudgetEnvelope):
-    if env.agent:
-        qs = qs.filter(agent=env.agent)
-    if env.service_name:
-        qs = qs.filter(service_name=env.service_name)
-    if env.attribute:
-        qs = qs.filter(**{env.attribute: env.attribute_value})
-    return qs
-
-
-def _measure_traces(project_id: int, start: datetime, end: datetime, group: list[_Job]) -> None:
-    """User- or session-scoped envelopes: sums over the Trace table, grouped by user,
-    session, agent and service, so one scan of the period serves the group."""
-    wanted: dict[str, set[str]] = defaultdict(set)
-    for job in group:
-        wanted[job.env.attribute].add(job.env.attribute_value)
-    scope = Q()
-    for attribute, values in wanted.items():
-        scope |= Q(**{f"{attribute}__in": values})
-    qs = Trace.objects.filter(
-        scope, project_id=project_id, started_at__gte=start, started_at__lt=end
-    ).order_by()
-    dims = (*sorted(wanted), "agent", "service_name")
-    finished = Q(status__in=(TraceStatus.OK, TraceStatus.ERROR))
-    rows = list(
-        qs.values(*dims).annotate(
-            cost=Sum("cost_usd"),
-            input_tokens=Sum("input_tokens"),
-            output_tokens=Sum("output_tokens"),
-            runs=Count("pk", filter=finished),
-            run_errors=Count("pk", filter=Q(status=TraceStatus.ERROR)),
-        )
-    )
-    hists: dict[tuple, dict] = defaultdict(dict)
-    if any(j.env.metric == Metric.P95_LATENCY for j in group):
-        for *key, ms in qs.filter(finished).values_list(*dims, "duration_ms").iterator():
-            Histogram.add_value(hists[tuple(key)], ms)
-
-    for job in group:
-        env = job.env
-        sums = dict.fromkeys(("cost", "input_tokens", "output_tokens", "runs", "run_errors"), 0)
-        hist: dict = {}
-        for row in rows:
-            if row[env.attribute] != env.attribute_value or not _matches(
-                env, row["agent"], "", row["service_name"]
-            ):
-                continue
-            for name in sums:
-                sums[name] += row[name] or 0
-            if env.metric == Metric.P95_LATENCY:
-                Histogram.merge(hist, hists.get(tuple(row[d] for d in dims), {}))
-        job.usage.value = _value(env.metric, hist=hist, **sums)
-
-
-def _measure_run_caps(
-    project_id: int, start: datetime, end: datetime, attribute: str, group: list[_Job]
-) -> None:
-    """The worst run per agent × service (× attribute) in one query for the group."""
-    qs = Trace.objects.filter(project_id=project_id, started_at__gte=start, started_at__lt=end)
-    dims: tuple[str, ...] = ("agent", "service_name")
-    if attribute:
-        qs = qs.filter(**{f"{attribute}__in": {j.env.attribute_value for j in group}})
-        dims = (*dims, attribute)
-    rows = list(
-        qs.order_by().values(*dims).annotate(cost=Max("cost_usd"), duration=Max("duration_ms"))
-    )
-    for job in group:
-        env = job.env
-        worst = Decimal(0)
-        for row in rows:
-            if attribute and row[attribute] != env.attribute_value:
-                continue
-            if not _matches(env, row["agent"], "", row["service_name"]):
-                continue
-            if env.metric == Metric.RUN_COST:
-                candidate = Decimal(row["cost"] or 0)
-            else:
-                candidate = Decimal(repr(row["duration"] or 0.0)) / 1000
-            worst = max(worst, candidate)
-        job.usage.value = worst
 
 
 # ------------------------------------------------------------------ judging
@@ -810,11 +656,8 @@ def _alert_traces_find(job: _Job) -> tuple[list[str], int]:
     latest failed (error rate), or the runs at or above a per-run cap; and how many runs
     are at or above the cap."""
     env = job.env
-    base = _trace_scope(
-        Trace.objects.filter(
-            project_id=env.project_id, started_at__gte=job.start, started_at__lt=job.end
-        ),
-        env,
+    base = usage_trace_queryset(
+        project_id=env.project_id, scope=UsageScope.of(env), start=job.start, end=job.end
     )
     if env.metric == Metric.RUN_COST:
         over = base.filter(cost_usd__gte=env.limit)
@@ -825,8 +668,10 @@ def _alert_traces_find(job: _Job) -> tuple[list[str], int]:
         ids = list(over.order_by("-duration_ms").values_list("trace_id", flat=True)[:TOP_TRACES])
         return ids, over.count()
     if env.metric == Metric.P95_LATENCY:
+        # Finished runs only, as in the p95 itself.
+        slowest = base.filter(status__in=(TraceStatus.OK, TraceStatus.ERROR))
         return list(
-            base.order_by("-duration_ms").values_list("trace_id", flat=True)[:TOP_TRACES]
+            slowest.order_by("-duration_ms").values_list("trace_id", flat=True)[:TOP_TRACES]
         ), 0
     if env.metric == Metric.ERROR_RATE:
         qs = base.filter(status=TraceStatus.ERROR).order_by("-started_at")
@@ -882,19 +727,6 @@ _NOUN = {
 }
 
 
-def format_amount(metric: str, value: Decimal | None) -> str:
-    """A value in the metric's unit: $1,234.56, 12,345 tokens, 2.41 s, 3.5 %."""
-    if value is None:
-        return "—"
-    if metric in (Metric.COST, Metric.RUN_COST):
-        return f"${value:,.2f}" if abs(value) >= 1 or value == 0 else f"${value:,.4f}"
-    if metric == Metric.TOKENS:
-        return f"{int(value):,} tokens"
-    if metric == Metric.ERROR_RATE:
-        return f"{value:.1f} %"
-    return f"{value:,.2f} s"
-
-
 def _minutes(n: int) -> str:
     if n % (24 * 60) == 0:
         days = n // (24 * 60)
@@ -944,20 +776,20 @@ def alert_message(
 ) -> str:
     title = budget_title(env)
     where = period_label(period=env.period, start=start, end=end, tz=env.timezone)
-    limit = format_amount(env.metric, env.limit)
+    limit = format_value(env.metric, env.limit)
     pct = _percent(value, env.limit).to_integral_value(rounding=ROUND_FLOOR)
     if kind == Alert.Kind.RUN_CAP:
         runs = "1 run" if offenders == 1 else f"{offenders} runs"
         return (
             f"{title}: {runs} at or over {limit}, the worst at "
-            f"{format_amount(env.metric, value)} (period {where})"
+            f"{format_value(env.metric, value)} (period {where})"
         )
     if kind == Alert.Kind.FORECAST:
         return (
-            f"{title} is on pace for {format_amount(env.metric, forecast)} of {limit} "
-            f"(now {format_amount(env.metric, value)}, {pct} %, period {where})"
+            f"{title} is on pace for {format_value(env.metric, forecast)} of {limit} "
+            f"(now {format_value(env.metric, value)}, {pct} %, period {where})"
         )
     return (
         f"{title} passed {threshold} %: at {pct} % "
-        f"({format_amount(env.metric, value)} of {limit}, period {where})"
+        f"({format_value(env.metric, value)} of {limit}, period {where})"
     )

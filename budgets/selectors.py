@@ -1,27 +1,28 @@
 """Reads for the budget, alert and cost pages and their API.
 
 Everything that returns project data goes through `project_list_for_user`, so another
-project's envelope or alert is a 404 and never appears in a list. Usage and cost come
-from the 15-minute rollups (`traces.Rollup`), never from spans; only envelopes scoped to
-a user or session id, and per-run caps, read the trace summaries, because rollups do
-not keep those dimensions.
+project's envelope or alert is a 404 and never appears in a list. An envelope's usage is
+measured by one rule, `usage_measure` (see "usage" below), for the evaluation and the
+chart alike. Cost comes from the 15-minute rollups (`traces.Rollup`), never from spans.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models.functions import ExtractMinute, Floor, TruncHour
 from django.http import Http404
 
-from budgets.models import Alert, BudgetEnvelope, Delivery, StateChange
+from budgets.models import Alert, BudgetEnvelope, Channel, Delivery, StateChange
 from budgets.periods import period_bounds
-from traces.models import Project, Trace, TraceStatus
+from traces.models import Project, Rollup, Trace, TraceStatus
 from traces.rollups import BUCKET, Histogram, bucket_floor
 from traces.selectors import project_list_for_user, rollup_queryset
 
@@ -48,6 +49,44 @@ def envelope_get_for_user(*, user, envelope_id: int) -> BudgetEnvelope:
         )
     except BudgetEnvelope.DoesNotExist:
         raise Http404("No such budget") from None
+
+
+@dataclass
+class EnvelopeRow:
+    """An envelope with what its row (list, detail header, Overview card) shows."""
+
+    envelope: BudgetEnvelope
+    usage_percent: float | None
+    forecast_percent: float | None
+    scope: str
+    tz: tzinfo
+
+    @classmethod
+    def of(cls, envelope: BudgetEnvelope) -> EnvelopeRow:
+        return cls(
+            envelope=envelope,
+            usage_percent=envelope_usage_percent(envelope),
+            forecast_percent=envelope_forecast_percent(envelope),
+            scope=envelope_scope_text(envelope),
+            tz=envelope_tz(envelope),
+        )
+
+
+def envelope_rows_for_user(*, user, project_slug: str = "") -> list[EnvelopeRow]:
+    """The Budgets page: every envelope the user can see, as its row."""
+    return [EnvelopeRow.of(e) for e in envelope_list_for_user(user=user, project_slug=project_slug)]
+
+
+def cost_envelope_rows(*, project: Project) -> list[EnvelopeRow]:
+    """The project's enabled cost envelopes for the day and the month (the Overview's
+    budget card). The caller has already checked that the user may see the project."""
+    envelopes = BudgetEnvelope.objects.filter(
+        project=project,
+        enabled=True,
+        metric=Metric.COST,
+        period__in=[BudgetEnvelope.Period.DAY, BudgetEnvelope.Period.MONTH],
+    ).order_by("period", "name")
+    return [EnvelopeRow.of(e) for e in envelopes]
 
 
 def state_change_list(*, envelope: BudgetEnvelope, limit: int = 20) -> list[StateChange]:
@@ -106,8 +145,293 @@ def envelope_scope_text(envelope: BudgetEnvelope) -> str:
     return " · ".join(parts) or "whole project"
 
 
+# ------------------------------------------------------------------ usage: the one rule
+#
+# Every figure of an envelope's usage — the evaluation that sets its state and fires its
+# alerts, the chart of its period, the Budgets page and the API (both show what the
+# evaluation stored) — comes from `usage_measure`. Which spend and which runs count:
+#
+# - cost and tokens: every span in scope as soon as it is folded, finished run or not.
+#   From the rollups, in the 15-minute bucket of the span's start, for the span's own
+#   agent, model and service. A user or session scope reads the trace summaries (rollups
+#   have no such dimension): a trace counts whole, in the bucket of its start, for its
+#   own agent and service; a model cannot narrow it.
+# - runs (error rate, p95 run latency): a run counts once its root span has arrived, in
+#   the bucket of its start; its status and duration are the root span's. A run still
+#   in progress is in no ratio: its outcome and length are not known yet.
+# - per-run caps: every run that started in the period, finished or not (a run already
+#   past its cap is over it); the value is the worst run.
+# Nothing is read in pages of rows: sums are taken in the database, whatever the period
+# holds, and only p95 over the trace summaries reads one duration per finished run.
+
 CUMULATIVE_METRICS = {Metric.COST, Metric.TOKENS}
 RUN_CAP_METRICS = {Metric.RUN_COST, Metric.RUN_DURATION}
+_FINISHED = Q(status__in=(TraceStatus.OK, TraceStatus.ERROR))
+
+
+@dataclass(frozen=True)
+class UsageScope:
+    """What an envelope measures: one metric over a narrowing of its project."""
+
+    metric: str
+    agent: str = ""
+    model: str = ""
+    service_name: str = ""
+    attribute: str = ""
+    attribute_value: str = ""
+
+    @classmethod
+    def of(cls, envelope: BudgetEnvelope) -> UsageScope:
+        attribute = envelope.attribute or ""
+        return cls(
+            metric=envelope.metric,
+            agent=envelope.agent or "",
+            model=envelope.model or "",
+            service_name=envelope.service_name or "",
+            attribute=attribute,
+            attribute_value=(envelope.attribute_value or "") if attribute else "",
+        )
+
+    @property
+    def source(self) -> str:
+        """Where the usage is read: "rollups", or "traces" where rollups cannot narrow."""
+        if self.metric in RUN_CAP_METRICS or self.attribute:
+            return "traces"
+        return "rollups"
+
+    def matches(self, row: dict) -> bool:
+        """Whether a grouped row is in scope; a dimension the row lacks does not narrow."""
+        for name in ("agent", "model", "service_name"):
+            wanted = getattr(self, name)
+            if wanted and name in row and row[name] != wanted:
+                return False
+        return not self.attribute or row.get(self.attribute) == self.attribute_value
+
+
+@dataclass
+class UsageSums:
+    """What a scope used over some time: enough to compute any metric's value."""
+
+    cost: Decimal = Decimal(0)
+    tokens: int = 0
+    runs: int = 0  # finished runs
+    run_errors: int = 0
+    unpriced: int = 0  # model calls in scope with no known price (not in `cost`)
+    hist: dict = field(default_factory=dict)  # run latency (ms), rollups' histogram
+    worst_cost: Decimal = Decimal(0)  # of one run, for per-run caps
+    worst_ms: float = 0.0
+
+    def add(self, other: UsageSums) -> None:
+        self.cost += other.cost
+        self.tokens += other.tokens
+        self.runs += other.runs
+        self.run_errors += other.run_errors
+        self.unpriced += other.unpriced
+        Histogram.merge(self.hist, other.hist)
+        self.worst_cost = max(self.worst_cost, other.worst_cost)
+        self.worst_ms = max(self.worst_ms, other.worst_ms)
+
+
+def usage_value(metric: str, sums: UsageSums) -> Decimal:
+    """The metric's value, in the unit of its limit, from what the scope used."""
+    if metric == Metric.COST:
+        return sums.cost
+    if metric == Metric.TOKENS:
+        return Decimal(sums.tokens)
+    if metric == Metric.ERROR_RATE:
+        return Decimal(100 * sums.run_errors) / Decimal(sums.runs) if sums.runs else Decimal(0)
+    if metric == Metric.P95_LATENCY:
+        ms = Histogram.quantile(sums.hist, 0.95)
+        return Decimal(repr(ms)) / 1000 if ms is not None else Decimal(0)
+    if metric == Metric.RUN_COST:
+        return sums.worst_cost
+    if metric == Metric.RUN_DURATION:
+        return Decimal(repr(sums.worst_ms)) / 1000
+    raise ValueError(f"unknown budget metric {metric!r}")
+
+
+def usage_measure(
+    *,
+    project_id: int,
+    start: datetime,
+    end: datetime,
+    scopes: Iterable[UsageScope],
+    by_bucket: bool = False,
+) -> dict[UsageScope, dict[datetime | None, UsageSums]]:
+    """What each scope used in [start, end): under the key None, or per 15-minute bucket
+    start with `by_bucket` (per-run caps are never split by bucket).
+
+    Scopes are measured together: one aggregate query per source for all of them (plus
+    one of latency histograms when a p95 scope is among them, and one per kind of
+    attribute for per-run caps), grouped by the dimensions they narrow on, whose rows
+    are added up per scope in Python.
+    """
+    scopes = list(dict.fromkeys(scopes))
+    out: dict[UsageScope, dict[datetime | None, UsageSums]] = {
+        s: defaultdict(UsageSums) for s in scopes
+    }
+    window = {"project_id": project_id, "start": start, "end": end, "by_bucket": by_bucket}
+    rollup_scopes = [s for s in scopes if s.source == "rollups"]
+    trace_scopes = [s for s in scopes if s.source == "traces" and s.metric not in RUN_CAP_METRICS]
+    caps: dict[str, list[UsageScope]] = defaultdict(list)
+    for s in scopes:
+        if s.metric in RUN_CAP_METRICS:
+            caps[s.attribute].append(s)
+    if rollup_scopes:
+        _usage_from_rollups(rollup_scopes, out, **window)
+    if trace_scopes:
+        _usage_from_traces(trace_scopes, out, **window)
+    for attribute, group in caps.items():
+        _usage_of_worst_runs(group, attribute, out, project_id=project_id, start=start, end=end)
+    return out
+
+
+def _add_rows(scopes, out, rows, *, bucket_of) -> None:
+    for row in rows:
+        bucket = bucket_of(row)
+        for scope in scopes:
+            if scope.matches(row):
+                sums = out[scope][bucket]
+                sums.add(row["sums"])
+                # Histograms are merged only where a percentile is read: the costly part.
+                if scope.metric == Metric.P95_LATENCY and row.get("hist"):
+                    Histogram.merge(sums.hist, row["hist"])
+
+
+def _usage_from_rollups(scopes, out, *, project_id, start, end, by_bucket) -> None:
+    qs = Rollup.objects.filter(
+        project_id=project_id, bucket_start__gte=start, bucket_start__lt=end
+    ).order_by()
+    # Only the columns the scopes narrow on: fewer groups, fewer rows.
+    dims = [n for n in ("agent", "model", "service_name") if any(getattr(s, n) for s in scopes)]
+    group = [*dims, "bucket_start"] if by_bucket else dims
+    aggregates = {
+        "cost": Sum("cost_usd"),
+        "inp": Sum("input_tokens"),
+        "outp": Sum("output_tokens"),
+        "runs": Sum("trace_count"),
+        "errors": Sum("run_error_count"),
+        "unpriced": Sum("unpriced_count"),
+    }
+    # values() without fields would group by every column: no narrowing, one total.
+    rows = list(qs.values(*group).annotate(**aggregates)) if group else [qs.aggregate(**aggregates)]
+    hists: dict[tuple, dict] = {}
+    if any(s.metric == Metric.P95_LATENCY for s in scopes):
+        for *key, hist in qs.filter(trace_count__gt=0).values_list(*group, "run_latency"):
+            Histogram.merge(hists.setdefault(tuple(key), {}), hist or {})
+    for row in rows:
+        row["sums"] = UsageSums(
+            cost=Decimal(row["cost"] or 0),
+            tokens=(row["inp"] or 0) + (row["outp"] or 0),
+            runs=row["runs"] or 0,
+            run_errors=row["errors"] or 0,
+            unpriced=row["unpriced"] or 0,
+        )
+        row["hist"] = hists.get(tuple(row[d] for d in group))
+    _add_rows(scopes, out, rows, bucket_of=lambda r: r["bucket_start"] if by_bucket else None)
+
+
+def _trace_window(*, project_id: int, start: datetime, end: datetime) -> QuerySet[Trace]:
+    return Trace.objects.filter(
+        project_id=project_id, started_at__gte=start, started_at__lt=end
+    ).order_by()
+
+
+def _attribute_filter(scopes) -> Q:
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for s in scopes:
+        wanted[s.attribute].add(s.attribute_value)
+    cond = Q()
+    for attribute, values in wanted.items():
+        cond |= Q(**{f"{attribute}__in": values})
+    return cond
+
+
+def _bucket_of_start(row: dict) -> datetime:
+    """The 15-minute bucket from the (UTC hour, quarter) the database grouped by."""
+    return row["hour"].astimezone(UTC) + BUCKET * int(row["quarter"])
+
+
+def _usage_from_traces(scopes, out, *, project_id, start, end, by_bucket) -> None:
+    """User- or session-scoped cost, tokens and runs from the trace summaries, grouped
+    by user or session, agent and service (and bucket), so one scan serves them all."""
+    qs = _trace_window(project_id=project_id, start=start, end=end).filter(
+        _attribute_filter(scopes)
+    )
+    dims = [*sorted({s.attribute for s in scopes}), "agent", "service_name"]
+    group = list(dims)
+    if by_bucket:
+        # Buckets are 15 minutes of UTC: the hour and its quarter, grouped in SQL.
+        qs = qs.annotate(
+            hour=TruncHour("started_at", tzinfo=UTC),
+            quarter=Floor(ExtractMinute("started_at", tzinfo=UTC) / 15),
+        )
+        group += ["hour", "quarter"]
+    rows = list(
+        qs.values(*group).annotate(
+            cost=Sum("cost_usd"),
+            inp=Sum("input_tokens"),
+            outp=Sum("output_tokens"),
+            runs=Count("pk", filter=_FINISHED),
+            errors=Count("pk", filter=Q(status=TraceStatus.ERROR)),
+            unpriced=Sum("unpriced_count"),
+        )
+    )
+
+    def bucket_of(row):
+        return _bucket_of_start(row) if by_bucket else None
+
+    for row in rows:
+        row["sums"] = UsageSums(
+            cost=Decimal(row["cost"] or 0),
+            tokens=(row["inp"] or 0) + (row["outp"] or 0),
+            runs=row["runs"] or 0,
+            run_errors=row["errors"] or 0,
+            unpriced=row["unpriced"] or 0,
+        )
+    _add_rows(scopes, out, rows, bucket_of=bucket_of)
+    p95 = [s for s in scopes if s.metric == Metric.P95_LATENCY]
+    if p95:
+        # Run durations through the rollups' log-scale histogram, so p95 means the same
+        # whichever source a scope reads.
+        for *key, started_at, ms in (
+            qs.filter(_FINISHED).values_list(*dims, "started_at", "duration_ms").iterator()
+        ):
+            row = dict(zip(dims, key, strict=True))
+            for scope in p95:
+                if scope.matches(row):
+                    hist = out[scope][bucket_floor(started_at) if by_bucket else None].hist
+                    Histogram.add_value(hist, ms)
+
+
+def _usage_of_worst_runs(scopes, attribute, out, *, project_id, start, end) -> None:
+    """Per-run caps: the worst run per agent × service (× attribute), one query."""
+    qs = _trace_window(project_id=project_id, start=start, end=end)
+    dims = ["agent", "service_name"]
+    if attribute:
+        qs = qs.filter(_attribute_filter(scopes))
+        dims.append(attribute)
+    for row in qs.values(*dims).annotate(cost=Max("cost_usd"), ms=Max("duration_ms")):
+        for scope in scopes:
+            if scope.matches(row):
+                out[scope][None].add(
+                    UsageSums(worst_cost=Decimal(row["cost"] or 0), worst_ms=row["ms"] or 0.0)
+                )
+
+
+def usage_trace_queryset(
+    *, project_id: int, scope: UsageScope, start: datetime, end: datetime
+) -> QuerySet[Trace]:
+    """The runs behind a trace-read scope's usage (and, narrowed by agent and service,
+    the runs an alert lists for any scope)."""
+    qs = _trace_window(project_id=project_id, start=start, end=end)
+    if scope.agent:
+        qs = qs.filter(agent=scope.agent)
+    if scope.service_name:
+        qs = qs.filter(service_name=scope.service_name)
+    if scope.attribute:
+        qs = qs.filter(**{scope.attribute: scope.attribute_value})
+    return qs
 
 
 @dataclass
@@ -116,7 +440,8 @@ class UsageSeries:
 
     kind: "cumulative" (cost, tokens: running sum at the end of each 15-minute bucket),
     "running" (p95 latency, error rate: the value over the period so far) or "runs"
-    (per-run caps: one point per run, the most offending first).
+    (per-run caps: one point per run, the most offending first). The last point of a
+    cumulative or running series is the value the evaluation computes at that time.
     """
 
     kind: str
@@ -128,157 +453,60 @@ class UsageSeries:
 
 
 RUN_POINTS_LIMIT = 300
-TRACE_SCAN_LIMIT = 50_000
 
 
 def envelope_usage_series(
     *, envelope: BudgetEnvelope, start: datetime, end: datetime, now: datetime
 ) -> UsageSeries:
-    """Usage over [start, min(end, now)) — one or two queries whatever the period's length."""
+    """Usage over [start, min(end, now)), bucket by bucket, by the one usage rule."""
     stop = min(end, now)
-    metric = envelope.metric
-    if metric in RUN_CAP_METRICS:
-        return _run_points(envelope=envelope, start=start, stop=stop)
-    kind = "cumulative" if metric in CUMULATIVE_METRICS else "running"
-    if envelope.attribute and envelope.attribute_value:
-        per_bucket = _buckets_from_traces(envelope=envelope, start=start, stop=stop)
-        source = "traces"
-        note = (
-            f"Computed from the runs with {envelope.attribute} = {envelope.attribute_value}"
-            + (" (a model scope cannot narrow runs)" if envelope.model else "")
-            + "."
-        )
-    else:
-        per_bucket = _buckets_from_rollups(envelope=envelope, start=start, stop=stop)
-        source, note = "rollups", ""
-    series = UsageSeries(kind=kind, source=source, note=note)
-    series.points = _accumulate(metric=metric, per_bucket=per_bucket, start=start, stop=stop)
+    scope = UsageScope.of(envelope)
+    if scope.metric in RUN_CAP_METRICS:
+        return _run_points(envelope=envelope, scope=scope, start=start, stop=stop)
+    per_bucket = usage_measure(
+        project_id=envelope.project_id, start=start, end=stop, scopes=[scope], by_bucket=True
+    )[scope]
+    note = ""
+    if scope.source == "traces":
+        note = f"Computed from the runs with {scope.attribute} = {scope.attribute_value}."
+    series = UsageSeries(
+        kind="cumulative" if scope.metric in CUMULATIVE_METRICS else "running",
+        source=scope.source,
+        note=note,
+    )
+    series.points = _accumulate(metric=scope.metric, per_bucket=per_bucket, start=start, stop=stop)
     series.unpriced = sum(s.unpriced for s in per_bucket.values())
     return series
 
 
-@dataclass
-class _Sums:
-    cost: Decimal = Decimal(0)
-    tokens: int = 0
-    runs: int = 0
-    errors: int = 0
-    unpriced: int = 0
-    hist: dict = field(default_factory=dict)
-
-
-def _buckets_from_rollups(*, envelope, start, stop) -> dict[datetime, _Sums]:
-    qs = rollup_queryset(
-        project_id=envelope.project_id,
-        start=start,
-        end=stop,
-        agent=envelope.agent,
-        model=envelope.model,
-        service_name=envelope.service_name,
-    )
-    out: dict[datetime, _Sums] = defaultdict(_Sums)
-    if envelope.metric == Metric.P95_LATENCY:
-        for bucket, hist in qs.filter(trace_count__gt=0).values_list("bucket_start", "run_latency"):
-            Histogram.merge(out[bucket].hist, hist or {})
-        return out
-    rows = (
-        qs.values("bucket_start")
-        .annotate(
-            cost=Sum("cost_usd"),
-            inp=Sum("input_tokens"),
-            outp=Sum("output_tokens"),
-            runs=Sum("trace_count"),
-            errors=Sum("run_error_count"),
-            unpriced=Sum("unpriced_count"),
-        )
-        .order_by()
-    )
-    for r in rows:
-        s = out[r["bucket_start"]]
-        s.cost = Decimal(r["cost"] or 0)
-        s.tokens = (r["inp"] or 0) + (r["outp"] or 0)
-        s.runs = r["runs"] or 0
-        s.errors = r["errors"] or 0
-        s.unpriced = r["unpriced"] or 0
-    return out
-
-
-def _scoped_traces(*, envelope, start, stop) -> QuerySet[Trace]:
-    qs = Trace.objects.filter(
-        project_id=envelope.project_id, started_at__gte=start, started_at__lt=stop
-    )
-    if envelope.agent:
-        qs = qs.filter(agent=envelope.agent)
-    if envelope.service_name:
-        qs = qs.filter(service_name=envelope.service_name)
-    if envelope.attribute and envelope.attribute_value:
-        qs = qs.filter(**{envelope.attribute: envelope.attribute_value})
-    return qs
-
-
-def _buckets_from_traces(*, envelope, start, stop) -> dict[datetime, _Sums]:
-    out: dict[datetime, _Sums] = defaultdict(_Sums)
-    rows = _scoped_traces(envelope=envelope, start=start, stop=stop).values_list(
-        "started_at",
-        "cost_usd",
-        "input_tokens",
-        "output_tokens",
-        "duration_ms",
-        "status",
-        "unpriced_count",
-    )[:TRACE_SCAN_LIMIT]
-    for started_at, cost, inp, outp, duration_ms, status, unpriced in rows:
-        s = out[bucket_floor(started_at)]
-        s.unpriced += unpriced
-        s.cost += Decimal(cost or 0)
-        s.tokens += inp + outp
-        s.runs += 1
-        s.errors += status == TraceStatus.ERROR
-        Histogram.add_value(s.hist, duration_ms)
-    return out
-
-
 def _accumulate(*, metric, per_bucket, start, stop) -> list[tuple[datetime, float]]:
     """One point at the end of every bucket from start to stop (dense, so flat stretches
-    draw flat); cumulative metrics start from zero at the period start."""
+    draw flat); cumulative metrics start from zero at the period start. Ratios have no
+    point before their first finished run."""
     points: list[tuple[datetime, float]] = []
     if metric in CUMULATIVE_METRICS:
         points.append((start, 0.0))
-    total = _Sums()
+    total = UsageSums()
     at = bucket_floor(start)
     while at < stop:
-        s = per_bucket.get(at)
-        if s is not None:
-            total.cost += s.cost
-            total.tokens += s.tokens
-            total.runs += s.runs
-            total.errors += s.errors
-            Histogram.merge(total.hist, s.hist)
-        point_at = min(at + BUCKET, stop)
-        if metric == Metric.COST:
-            points.append((point_at, float(total.cost)))
-        elif metric == Metric.TOKENS:
-            points.append((point_at, float(total.tokens)))
-        elif metric == Metric.ERROR_RATE:
-            if total.runs:
-                points.append((point_at, total.errors / total.runs * 100))
-        elif metric == Metric.P95_LATENCY:
-            ms = Histogram.quantile(total.hist, 0.95)
-            if ms is not None:
-                points.append((point_at, ms / 1000))
+        if at in per_bucket:
+            total.add(per_bucket[at])
+        if metric in CUMULATIVE_METRICS or total.runs:
+            points.append((min(at + BUCKET, stop), float(usage_value(metric, total))))
         at += BUCKET
     return points
 
 
-def _run_points(*, envelope, start, stop) -> UsageSeries:
-    """Per-run caps: the most offending runs of the period, one point each."""
-    field_name = "cost_usd" if envelope.metric == Metric.RUN_COST else "duration_ms"
+def _run_points(*, envelope, scope, start, stop) -> UsageSeries:
+    """Per-run caps: the most offending runs of the period, one point each (the worst
+    one, the evaluated value, always among them)."""
+    field_name = "cost_usd" if scope.metric == Metric.RUN_COST else "duration_ms"
     rows = list(
-        _scoped_traces(envelope=envelope, start=start, stop=stop)
+        usage_trace_queryset(project_id=envelope.project_id, scope=scope, start=start, end=stop)
         .order_by(f"-{field_name}", "-started_at")
         .values_list("started_at", field_name, "trace_id")[:RUN_POINTS_LIMIT]
     )
-    scale = 1 if envelope.metric == Metric.RUN_COST else 1 / 1000
+    scale = 1 if scope.metric == Metric.RUN_COST else 1 / 1000
     rows.sort(key=lambda r: r[0])
     note = ""
     if len(rows) == RUN_POINTS_LIMIT:
@@ -313,6 +541,15 @@ def alert_list_for_user(
     )
 
 
+def alert_list_for_envelope(*, envelope: BudgetEnvelope, limit: int = 20) -> list[Alert]:
+    """The envelope's latest alerts, newest first."""
+    return list(
+        Alert.objects.filter(envelope=envelope)
+        .select_related("acknowledged_by")
+        .order_by("-created_at", "-pk")[:limit]
+    )
+
+
 def alert_status_counts_for_user(*, user, project_slug: str = "") -> dict[str, int]:
     """{"firing": n, "acknowledged": n, "resolved": n, "all": n} in one query."""
     qs = Alert.objects.filter(project__in=project_list_for_user(user=user))
@@ -341,6 +578,14 @@ def alert_get_for_user(*, user, alert_id: int) -> Alert:
         )
     except Alert.DoesNotExist:
         raise Http404("No such alert") from None
+
+
+def channel_list_for_user(*, user, project_slug: str = "") -> QuerySet[Channel]:
+    """Notification channels of the projects the user can see, by project then name."""
+    qs = Channel.objects.filter(project__in=project_list_for_user(user=user))
+    if project_slug:
+        qs = qs.filter(project__slug=project_slug)
+    return qs.select_related("project").order_by("project__name", "name", "pk")
 
 
 def delivery_list_for_alert(*, alert: Alert) -> list[Delivery]:

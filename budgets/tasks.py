@@ -70,8 +70,9 @@ def deliver_pending() -> int:
 
 
 # ------------------------------------------------------------------ budget evaluation
-# evaluate_budgets(): every EVALUATE_EVERY_SECONDS from the beat schedule. Not retried:
-# the next run comes a minute later and evaluation is idempotent.
+# evaluate_budgets(): every EVALUATE_EVERY_SECONDS from the beat schedule, and for the
+# projects of each fold right after it (agentops_site.celery). Not retried: the next run
+# comes a minute later and evaluation is idempotent.
 
 
 @shared_task(ignore_result=True)

@@ -19,7 +19,7 @@ Which metrics go with which periods, and why:
   15 minutes and alert again about the same run.
 - a user or session scope (attribute) is computed from the Trace table too, which
   knows a run's agent and service but not its model: a model cannot be combined with
-  an attribute.
+  an attribute, nor with a per-run cap.
 """
 
 from __future__ import annotations
@@ -149,6 +149,12 @@ def envelope_clean(
         error(
             "model",
             "A user or session budget is computed per run, and a run has no single model: "
+            "leave the model empty.",
+        )
+    elif metric in (Metric.RUN_COST, Metric.RUN_DURATION) and model:
+        error(
+            "model",
+            "A per-run cap measures whole runs, and a run has no single model: "
             "leave the model empty.",
         )
 

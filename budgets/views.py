@@ -27,7 +27,9 @@ from budgets.selectors import (
     GROUP_BYS,
     MAX_WINDOW,
     WINDOWS,
+    EnvelopeRow,
     alert_get_for_user,
+    alert_list_for_envelope,
     alert_list_for_user,
     alert_status_counts_for_user,
     bucket_for_window,
@@ -35,12 +37,10 @@ from budgets.selectors import (
     cost_window,
     delivery_list_for_alert,
     envelope_current_period,
-    envelope_forecast_percent,
     envelope_get_for_user,
-    envelope_list_for_user,
+    envelope_rows_for_user,
     envelope_scope_text,
     envelope_tz,
-    envelope_usage_percent,
     envelope_usage_series,
     state_change_list,
     trace_list_for_alert,
@@ -89,23 +89,10 @@ def traces_url(
     return f"{reverse('trace-list')}?{urlencode(params)}"
 
 
-class EnvelopeRow:
-    """An envelope with what its list row shows."""
-
-    def __init__(self, envelope: BudgetEnvelope):
-        self.envelope = envelope
-        self.usage_percent = envelope_usage_percent(envelope)
-        self.forecast_percent = envelope_forecast_percent(envelope)
-        self.scope = envelope_scope_text(envelope)
-        self.tz = envelope_tz(envelope)
-
-
 def budget_list_page(request):
     project_slug = request.GET.get("project", "").strip()
     projects = list(project_list_for_user(user=request.user))
-    rows = [
-        EnvelopeRow(e) for e in envelope_list_for_user(user=request.user, project_slug=project_slug)
-    ]
+    rows = envelope_rows_for_user(user=request.user, project_slug=project_slug)
     return render(
         request,
         "budgets/budget_list.html",
@@ -116,9 +103,6 @@ def budget_list_page(request):
             "show_project": len(projects) > 1 and not project_slug,
             "admin_add_url": _admin_url("budgets_budgetenvelope_add"),
             "api_example": api_example(project_slug or (projects[0].slug if projects else "")),
-            "current_project": project_slug,
-            "switch_url": reverse("budget-list"),
-            "nav": "budgets",
         },
     )
 
@@ -157,17 +141,13 @@ def budget_detail_page(request, envelope_id: int):
         tz=tz,
         forecast=envelope.last_forecast if evaluated_now and envelope.forecast else None,
     )
-    alerts = list(
-        Alert.objects.filter(envelope=envelope)
-        .select_related("acknowledged_by")
-        .order_by("-created_at", "-pk")[:RECENT]
-    )
+    alerts = alert_list_for_envelope(envelope=envelope, limit=RECENT)
     return render(
         request,
         "budgets/budget_detail.html",
         {
             "envelope": envelope,
-            "row": EnvelopeRow(envelope),
+            "row": EnvelopeRow.of(envelope),
             "project": envelope.project,
             "period_start": start,
             "period_end": end,
@@ -183,9 +163,6 @@ def budget_detail_page(request, envelope_id: int):
                 envelope=envelope, project=envelope.project, start=start, end=min(end, now)
             ),
             "admin_change_url": _admin_url("budgets_budgetenvelope_change", envelope.pk),
-            "current_project": envelope.project.slug,
-            "switch_url": reverse("budget-list"),
-            "nav": "budgets",
         },
     )
 
@@ -218,9 +195,6 @@ def alert_list_page(request):
             "project_slug": project_slug,
             "nav_projects": projects,
             "show_project": len(projects) > 1 and not project_slug,
-            "current_project": project_slug,
-            "switch_url": reverse("alert-list"),
-            "nav": "alerts",
             "tz_name": timezone.get_current_timezone_name(),
         },
     )
@@ -249,9 +223,6 @@ def alert_detail_page(request, alert_id: int):
                 end=min(alert.period_end, max(alert.created_at, timezone.now())),
             ),
             "scope": envelope_scope_text(envelope),
-            "current_project": alert.project.slug,
-            "switch_url": reverse("alert-list"),
-            "nav": "alerts",
             "tz_name": timezone.get_current_timezone_name(),
         },
     )
@@ -335,9 +306,6 @@ def cost_page(request):
         "since_value": timezone.localtime(start).strftime("%Y-%m-%dT%H:%M"),
         "until_value": timezone.localtime(min(end, now)).strftime("%Y-%m-%dT%H:%M"),
         "tz_name": timezone.get_current_timezone_name(),
-        "current_project": project.slug if project else "",
-        "switch_url": reverse("cost"),
-        "nav": "cost",
         "rollup_every": settings.ROLLUP_EVERY_SECONDS,
     }
     if project is not None:

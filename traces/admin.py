@@ -4,15 +4,12 @@ from django.utils.html import format_html
 
 from traces import admin_tokens  # noqa: F401  (personal API tokens)
 from traces.models import (
-    AgentPhase,
     IngestBatch,
     IngestKey,
-    Kpi,
     Membership,
     ModelPriceOverride,
     Outcome,
     Project,
-    PromotionCriteria,
     Span,
     Trace,
 )
@@ -153,21 +150,6 @@ class SpanAdmin(admin.ModelAdmin):
         return False
 
 
-@admin.register(Kpi)
-class KpiAdmin(admin.ModelAdmin):
-    list_display = ["name", "label", "project", "kind", "unit", "higher_is_better", "baseline"]
-    list_filter = ["project", "kind", "baseline"]
-    search_fields = ["name", "label"]
-
-
-@admin.register(AgentPhase)
-class AgentPhaseAdmin(admin.ModelAdmin):
-    list_display = ["agent", "phase", "since", "project", "note"]
-    list_filter = ["project", "phase"]
-    search_fields = ["agent"]
-    date_hierarchy = "since"
-
-
 @admin.register(Outcome)
 class OutcomeAdmin(admin.ModelAdmin):
     list_display = ["trace_id", "kind", "name", "value", "source", "recorded_at", "project"]
@@ -180,23 +162,6 @@ class OutcomeAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
-
-
-@admin.register(PromotionCriteria)
-class PromotionCriteriaAdmin(admin.ModelAdmin):
-    list_display = [
-        "agent",
-        "from_phase",
-        "to_phase",
-        "min_runs",
-        "max_exception_rate",
-        "max_intervention_rate",
-        "require_no_kpi_regression",
-        "window_days",
-        "project",
-    ]
-    list_filter = ["project", "from_phase"]
-    search_fields = ["agent"]
 
 
 class QuarantinedFilter(admin.SimpleListFilter):

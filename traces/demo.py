@@ -22,6 +22,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from traces.models import Phase
+
 NS = 1_000_000_000
 
 
@@ -44,7 +46,7 @@ AGENTS = (
         model="gpt-4o-mini",
         provider="openai",
         version="1.4.0",
-        phase="bounded",
+        phase=Phase.BOUNDED.value,
         requests=(
             "Where is my order #{n}? It was due yesterday.",
             "I was charged twice for order #{n}, please fix it.",
@@ -58,7 +60,7 @@ AGENTS = (
         model="claude-3-5-sonnet-20241022",
         provider="anthropic",
         version="0.9.2",
-        phase="shadow",
+        phase=Phase.SHADOW.value,
         requests=(
             "Summarise last week's churn drivers for the EU accounts.",
             "Which competitors changed their pricing this month?",
@@ -71,7 +73,7 @@ AGENTS = (
         model="acme-internal-llm-7b",  # not in any price list: shows as unpriced
         provider="self-hosted",
         version="2.0.0",
-        phase="expanded",
+        phase=Phase.EXPANDED.value,
         requests=("Alert: checkout latency p95 above 2s in eu-west-1 (incident {n}).",),
         tools=("get_runbook", "page_oncall"),
     ),
@@ -142,7 +144,7 @@ class DemoTraffic:
             fail_rate, escalate_rate = 0.10, 0.22
         phase = agent.phase
         if agent.name == "support-agent" and rng.random() < 0.2:
-            phase = "human"
+            phase = Phase.HUMAN.value
             escalate_rate = 0.30
         fail = rng.random() < fail_rate
         escalate = rng.random() < escalate_rate
@@ -250,7 +252,7 @@ class DemoTraffic:
         # Minutes a customer waited for the answer: the business's own cycle time.
         root.set_attribute(
             "agentops.kpi.handle_time_min",
-            round(rng.lognormvariate(1.2 if phase != "human" else 2.3, 0.5), 1),
+            round(rng.lognormvariate(1.2 if phase != Phase.HUMAN else 2.3, 0.5), 1),
         )
         root.set_attribute("agentops.eval.helpfulness", round(rng.uniform(0.55, 0.98), 2))
         root.set_attribute("agentops.confidence", round(rng.uniform(0.4, 0.99), 2))
@@ -344,50 +346,3 @@ def _ctx(span):
     from opentelemetry import trace
 
     return trace.set_span_in_context(span)
-
-
-def demo_declarations_ensure(*, project) -> None:
-    """The KPIs and rollout phases the demo traffic speaks of (idempotent)."""
-    from datetime import UTC, datetime, timedelta
-
-    from traces.models import AgentPhase, Kpi, PromotionCriteria
-
-    Kpi.objects.get_or_create(
-        project=project,
-        name="resolved",
-        defaults={
-            "label": "Resolved without a person",
-            "kind": Kpi.Kind.RATE,
-            "higher_is_better": True,
-            "baseline": Kpi.Baseline.PREVIOUS_VERSION,
-            "description": "The customer's request was closed by the agent alone.",
-        },
-    )
-    Kpi.objects.get_or_create(
-        project=project,
-        name="handle_time_min",
-        defaults={
-            "label": "Handle time",
-            "unit": "min",
-            "kind": Kpi.Kind.MEAN,
-            "higher_is_better": False,
-            "baseline": Kpi.Baseline.CONTROL,
-            "description": "Minutes from request to answer, against human-handled requests.",
-        },
-    )
-    start = datetime.now(UTC) - timedelta(days=30)
-    for agent in AGENTS:
-        AgentPhase.objects.get_or_create(
-            project=project,
-            agent=agent.name,
-            since=start.replace(hour=0, minute=0, second=0, microsecond=0),
-            defaults={"phase": agent.phase, "note": "demo rollout"},
-        )
-        next_phase = {"shadow": "bounded", "bounded": "expanded"}.get(agent.phase)
-        if next_phase:
-            PromotionCriteria.objects.get_or_create(
-                project=project,
-                agent=agent.name,
-                from_phase=agent.phase,
-                defaults={"to_phase": next_phase, "min_runs": 50, "window_days": 7},
-            )

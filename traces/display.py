@@ -78,14 +78,3 @@ def tokens(n: int | None) -> str:
     if not n:
         return "—"
     return f"{n:,}"
-
-
-def tokens_short(n: int | None) -> str:
-    """Compact token counts for narrow columns: 950, 12.3k, 4.1M."""
-    if not n:
-        return ""
-    if n < 1000:
-        return str(n)
-    if n < 1_000_000:
-        return f"{n / 1000:.1f}k".replace(".0k", "k")
-    return f"{n / 1_000_000:.1f}M".replace(".0M", "M")

@@ -4,15 +4,15 @@ The write path, in order:
 
 1. validate each span (ids, times); a span that cannot be stored is rejected on its own
    and reported back as OTLP partial success, the rest go on;
-2. map conventions to the neutral record (`semconv.map_span`) and price it
+2. map conventions to the neutral record (`conventions.map_span`) and price it
    (`pricing.PriceBook`);
 3. insert all spans in a few multi-row statements with ON CONFLICT DO NOTHING
    RETURNING: what comes back is what is new, so a re-sent batch changes nothing;
-4. fold the *new* spans into per-trace deltas and upsert the trace summaries
-   additively (counts, tokens and cost added; start/end widened; root fields set when
-   the root arrives). Additive deltas keep summaries right whatever the order spans
-   arrive in and under concurrent requests for the same trace, where "recompute from
-   the spans" would lose updates between two open transactions.
+4. fold the *new* spans into a summary per trace and merge it into the stored one, both
+   by the rules of traces/trace_merge.py (sums, min/max, the root's or earliest span's
+   value). Merging in SQL keeps summaries right under concurrent requests for the same
+   trace, where "recompute from the spans" would lose updates between two open
+   transactions; one set of rules makes them the same whatever the batching.
 
 Rows are sorted by key before writing so that two requests touching the same traces
 take their row locks in the same order (no deadlocks).
@@ -24,15 +24,25 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cache
+from operator import itemgetter
+from typing import Any
 
 import orjson
 from django.db import connection, transaction
 
-from traces import semconv
-from traces.models import IngestBatch, SpanStatus, Step, TraceStatus
+from traces import conventions
+from traces.models import IngestBatch, Span, SpanStatus, Step, Trace, TraceStatus
 from traces.otlp import Limits, RawSpan, describe_limited
 from traces.pricing import PriceBook
 from traces.sql import insert_rows
+from traces.trace_merge import (
+    MAX_TRACE_COST,  # noqa: F401 (the span rollups share it)
+    span_keys,
+    summary_add,
+    summary_start,
+    upsert_set_sql,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,96 +51,23 @@ MAX_REJECT_REASONS = 5
 # Clients occasionally send absurd clocks; refuse what cannot be a real span time.
 MIN_NS = 946_684_800 * 10**9  # 2000-01-01
 MAX_NS = 4_102_444_800 * 10**9  # 2100-01-01
-# Why no sum can overflow its column. Per span: tokens ≤ semconv.MAX_TOKENS (10^8) per
-# field, so input ≤ 3·10^8 with cache parts added back; cost ≤ semconv.MAX_COST ($10^4,
+# Why no sum can overflow its column. Per span: tokens ≤ conventions.MAX_TOKENS (10^8) per
+# field, so input ≤ 3·10^8 with cache parts added back; cost ≤ conventions.MAX_COST ($10^4,
 # reported or computed, see pricing._MONEY_MAX). Per request: ≤ OTLP_MAX_SPANS_PER_REQUEST
 # (10^4) spans, so one request adds at most 3·10^12 tokens and $10^8.
 # - Trace summary: tokens are bigint (9.2·10^18): 3·10^6 max requests to one trace before
 #   overflow. Cost is numeric(20, 10) (< $10^10): 100 max requests could fill it, so the
-#   upsert saturates at MAX_TRACE_COST (a bound no real run approaches) instead of failing
-#   every later batch of that trace.
+#   upsert saturates at MAX_TRACE_COST (traces/trace_merge.py) instead of failing every
+#   later batch of that trace.
 # - Rollups (traces/rollups.py): per 15-minute bucket the same column types; tokens need
 #   3·10^6 max requests in 15 minutes, cost 100 max requests of $10^4 spans ($10^10).
 # - Budgets: a value is numeric(24, 10) (< $10^14), a sum of rollup costs each < $10^10.
-MAX_TRACE_COST = Decimal(9_999_999_999)
 
-SPAN_COLUMNS = (
-    "project_id",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "kind",
-    "started_at",
-    "ended_at",
-    "duration_ms",
-    "status",
-    "status_message",
-    "error_type",
-    "step",
-    "role",
-    "service_name",
-    "agent",
-    "agent_version",
-    "prompt_version",
-    "model",
-    "provider",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "tool_name",
-    "tool_call_id",
-    "tool_arguments",
-    "tool_result",
-    "session_id",
-    "user_id",
-    "cost_usd",
-    "computed_cost_usd",
-    "cost_source",
-    "attributes",
-    "events",
-    "links",
-    "resource",
-    "scope",
-    "received_at",
-    "batch_id",
-)
-
-TRACE_COLUMNS = (
-    "project_id",
-    "trace_id",
-    "root_span_id",
-    "name",
-    "agent",
-    "agent_version",
-    "service_name",
-    "started_at",
-    "ended_at",
-    "start_ns",
-    "end_ns",
-    "duration_ms",
-    "span_count",
-    "error_count",
-    "llm_call_count",
-    "tool_call_count",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "unpriced_count",
-    "status",
-    "root_status",
-    "prompt_version",
-    "phase",
-    "intervened",
-    "session_id",
-    "user_id",
-    "first_received_at",
-    "last_received_at",
-)
+# Rows are built as dicts keyed by column; the tuple order comes from these lists alone.
+SPAN_COLUMNS = tuple(f.column for f in Span._meta.concrete_fields if not f.primary_key)
+TRACE_COLUMNS = tuple(f.column for f in Trace._meta.concrete_fields if not f.primary_key)
+_span_tuple = itemgetter(*SPAN_COLUMNS)
+_trace_tuple = itemgetter(*TRACE_COLUMNS)
 
 
 @dataclass
@@ -173,7 +110,8 @@ class IngestResult:
             )
             parts.append(
                 "implausible values treated as absent (token counts must be 0.."
-                f"{semconv.MAX_TOKENS} per call, costs $0..${semconv.MAX_COST} per span): " + fields
+                f"{conventions.MAX_TOKENS} per call, costs $0..${conventions.MAX_COST} "
+                "per span): " + fields
             )
         return ". ".join(parts)
 
@@ -183,10 +121,12 @@ def ns_to_datetime(ns: int) -> datetime:
 
 
 def _is_hex_id(value: str, length: int) -> bool:
-    return len(value) == length and value.strip("0") != "" and not value.startswith("!")
+    return len(value) == length and value.strip("0") != ""
 
 
 def _invalid_reason(raw: RawSpan) -> str | None:
+    if raw.invalid:
+        return f"span {raw.span_id[:40] or '?'}: {raw.invalid}"
     if not _is_hex_id(raw.trace_id, 32):
         return f"span {raw.span_id[:40] or '?'}: trace_id must be 16 non-zero bytes"
     if not _is_hex_id(raw.span_id, 16):
@@ -212,36 +152,6 @@ def _clip(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
-@dataclass(slots=True)
-class _TraceDelta:
-    trace_id: str
-    root_span_id: str = ""
-    name: str = ""
-    agent: str = ""
-    agent_version: str = ""
-    service_name: str = ""
-    start_ns: int = 0
-    end_ns: int = 0
-    span_count: int = 0
-    error_count: int = 0
-    llm_call_count: int = 0
-    tool_call_count: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_input_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_usd: Decimal = Decimal(0)
-    unpriced_count: int = 0
-    root_status: str = ""
-    session_id: str = ""
-    user_id: str = ""
-    first_agent_start: int = 0
-    agent_from_root: bool = False
-    prompt_version: str = ""
-    phase: str = ""
-    intervened: bool = False
-
-
 def span_batch_ingest(
     *, project_id: int, spans: list[RawSpan], received_at: datetime | None = None
 ) -> IngestResult:
@@ -264,8 +174,12 @@ def span_batch_ingest(
     result.limits = getattr(spans, "limits", None)
     prices = PriceBook.load()
 
-    rows: dict[tuple[str, str], tuple] = {}
-    deltas_input: dict[tuple[str, str], tuple[RawSpan, semconv.Neutral, object]] = {}
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    summaries: dict[tuple[str, str], tuple[dict[str, Any], RawSpan, conventions.Neutral]] = {}
+    adapt_dt = connection.ops.adapt_datetimefield_value
+    received_db = adapt_dt(received_at)
+    # Resource and scope dicts are shared by the spans of their block: encoded once each.
+    shared: dict[int, str] = {}
     for raw in spans:
         reason = _invalid_reason(raw)
         if reason:
@@ -273,7 +187,7 @@ def span_batch_ingest(
             if len(result.reasons) < MAX_REJECT_REASONS:
                 result.reasons.append(reason)
             continue
-        n = semconv.map_span(raw)
+        n = conventions.map_span(raw)
         if n.invalid:
             for key, count in n.invalid.items():
                 result.invalid[key] = result.invalid.get(key, 0) + count
@@ -291,82 +205,85 @@ def span_batch_ingest(
         )
         key = (raw.trace_id, raw.span_id)
         # A span repeated inside one batch is kept once (the last copy wins).
-        rows[key] = (
-            raw,
-            n,
-            priced,
-            started,
-        )
-        deltas_input[key] = (raw, n, priced)
+        row = rows[key] = _span_row(project_id, raw, n, priced, started, received_db, shared)
+        summaries[key] = (_span_summary(row, raw, n, priced), raw, n)
 
     if not rows:
         return result
 
-    adapt_dt = connection.ops.adapt_datetimefield_value
-    received_db = adapt_dt(received_at)
-    values = []
-    for key in sorted(rows):
-        raw, n, priced, started = rows[key]
-        values.append(
-            (
-                project_id,
-                raw.trace_id,
-                raw.span_id,
-                raw.parent_span_id,
-                _clip(raw.name, 500),
-                raw.kind,
-                adapt_dt(started),
-                adapt_dt(ns_to_datetime(raw.end_ns)),
-                (raw.end_ns - raw.start_ns) / 1e6,
-                n.status,
-                n.status_message,
-                _clip(n.error_type, 200),
-                n.step,
-                n.role,
-                _clip(n.service_name, 200),
-                _clip(n.agent, 200),
-                _clip(n.agent_version, 100),
-                _clip(n.prompt_version, 100),
-                _clip(n.model, 200),
-                _clip(n.provider, 100),
-                n.input_tokens,
-                n.output_tokens,
-                n.cached_input_tokens,
-                n.cache_write_tokens,
-                n.reasoning_tokens,
-                _clip(n.tool_name, 200),
-                _clip(n.tool_call_id, 200),
-                n.tool_arguments,
-                n.tool_result,
-                _clip(n.session_id, 200),
-                _clip(n.user_id, 200),
-                priced.cost_usd,
-                priced.computed_cost_usd,
-                priced.source,
-                _json(raw.attributes),
-                _json(raw.events),
-                _json(raw.links),
-                _json(raw.resource),
-                _json(raw.scope),
-                received_db,
-            )
-        )
-
     with transaction.atomic():
         # The batch tells the rollup task which spans it has not folded yet.
         batch_id = IngestBatch.objects.create(
-            project_id=project_id, received_at=received_at, span_count=len(values)
+            project_id=project_id, received_at=received_at, span_count=len(rows)
         ).pk
-        values = [(*row, batch_id) for row in values]
+        values = []
+        for key in sorted(rows):
+            row = rows[key]
+            row["batch_id"] = batch_id
+            values.append(_span_tuple(row))
         new_keys = _insert_spans(values)
         result.stored = len(new_keys)
         result.duplicates = len(rows) - len(new_keys)
-        new_items = [deltas_input[k] for k in new_keys]
-        deltas = _trace_deltas(new_items)
-        if deltas:
-            _upsert_traces(project_id, deltas, received_db)
+        new_items = [summaries[k] for k in new_keys]
+        traces = _trace_summaries(new_items)
+        if traces:
+            _upsert_traces(project_id, traces, received_db)
         _insert_outcomes(project_id, new_items, received_db)
     return result
+
+
+def _span_row(
+    project_id: int, raw: RawSpan, n, priced, started, received_db, shared: dict[int, str]
+) -> dict[str, Any]:
+    adapt_dt = connection.ops.adapt_datetimefield_value
+    resource = shared.get(id(raw.resource))
+    if resource is None:
+        resource = shared[id(raw.resource)] = _json(raw.resource)
+    scope = shared.get(id(raw.scope))
+    if scope is None:
+        scope = shared[id(raw.scope)] = _json(raw.scope)
+    return {
+        "project_id": project_id,
+        "trace_id": raw.trace_id,
+        "span_id": raw.span_id,
+        "parent_span_id": raw.parent_span_id,
+        "name": _clip(raw.name, 500),
+        "kind": raw.kind,
+        "started_at": adapt_dt(started),
+        "ended_at": adapt_dt(ns_to_datetime(raw.end_ns)),
+        "duration_ms": (raw.end_ns - raw.start_ns) / 1e6,
+        "status": n.status,
+        "status_message": n.status_message,
+        "error_type": _clip(n.error_type, 200),
+        "step": n.step,
+        "role": n.role,
+        "service_name": _clip(n.service_name, 200),
+        "agent": _clip(n.agent, 200),
+        "agent_version": _clip(n.agent_version, 100),
+        "prompt_version": _clip(n.prompt_version, 100),
+        "model": _clip(n.model, 200),
+        "provider": _clip(n.provider, 100),
+        "input_tokens": n.input_tokens,
+        "output_tokens": n.output_tokens,
+        "cached_input_tokens": n.cached_input_tokens,
+        "cache_write_tokens": n.cache_write_tokens,
+        "reasoning_tokens": n.reasoning_tokens,
+        "tool_name": _clip(n.tool_name, 200),
+        "tool_call_id": _clip(n.tool_call_id, 200),
+        "tool_arguments": n.tool_arguments,
+        "tool_result": n.tool_result,
+        "session_id": _clip(n.session_id, 200),
+        "user_id": _clip(n.user_id, 200),
+        "cost_usd": priced.cost_usd,
+        "computed_cost_usd": priced.computed_cost_usd,
+        "cost_source": priced.source,
+        "attributes": _json(raw.attributes),
+        "events": _json(raw.events) if raw.events else "[]",
+        "links": _json(raw.links) if raw.links else "[]",
+        "resource": resource,
+        "scope": scope,
+        "received_at": received_db,
+    }
 
 
 def _insert_spans(values: list[tuple]) -> list[tuple[str, str]]:
@@ -416,70 +333,51 @@ def _insert_spans_values(values: list[tuple]) -> list[tuple[str, str]]:
     )
 
 
-def _trace_deltas(items) -> list[_TraceDelta]:
-    by_trace: dict[str, _TraceDelta] = {}
-    for raw, n, priced in items:
-        d = by_trace.get(raw.trace_id)
-        if d is None:
-            d = by_trace[raw.trace_id] = _TraceDelta(
-                trace_id=raw.trace_id, start_ns=raw.start_ns, end_ns=raw.end_ns
-            )
+_ZERO = Decimal(0)
+
+
+def _span_summary(row: dict[str, Any], raw: RawSpan, n, priced) -> dict[str, Any]:
+    """What one span (its row, values clipped) contributes to its trace's summary, merged
+    by traces/trace_merge.py."""
+    is_root = not raw.parent_span_id
+    return {
+        "root_span_id": raw.span_id if is_root else "",
+        "root_status": n.status if is_root else "",
+        "name": row["name"],
+        "agent": row["agent"],
+        "agent_version": row["agent_version"],
+        "service_name": row["service_name"],
+        "prompt_version": row["prompt_version"],
+        "phase": n.phase,
+        "session_id": row["session_id"],
+        "user_id": row["user_id"],
+        "start_ns": raw.start_ns,
+        "end_ns": raw.end_ns,
+        "span_count": 1,
+        "error_count": 1 if n.status == SpanStatus.ERROR else 0,
+        "llm_call_count": 1 if n.step == Step.LLM else 0,
+        "tool_call_count": 1 if n.step == Step.TOOL else 0,
+        "input_tokens": n.input_tokens,
+        "output_tokens": n.output_tokens,
+        "cached_input_tokens": n.cached_input_tokens,
+        "reasoning_tokens": n.reasoning_tokens,
+        "cost_usd": _ZERO if priced.cost_usd is None else priced.cost_usd,
+        "unpriced_count": 1 if priced.source == "unpriced" else 0,
+        "intervened": n.intervened,
+    }
+
+
+def _trace_summaries(items) -> dict[str, dict[str, Any]]:
+    """The new spans of a batch folded per trace, by the same rules as the upsert."""
+    by_trace: dict[str, dict[str, Any]] = {}
+    for contribution, raw, _n in items:
+        keys = span_keys(start_ns=raw.start_ns, is_root=not raw.parent_span_id)
+        into = by_trace.get(raw.trace_id)
+        if into is None:
+            by_trace[raw.trace_id] = summary_start(contribution, keys)
         else:
-            d.start_ns = min(d.start_ns, raw.start_ns)
-            d.end_ns = max(d.end_ns, raw.end_ns)
-        d.span_count += 1
-        if n.status == SpanStatus.ERROR:
-            d.error_count += 1
-        if n.step == Step.LLM:
-            d.llm_call_count += 1
-        elif n.step == Step.TOOL:
-            d.tool_call_count += 1
-        d.input_tokens += n.input_tokens
-        d.output_tokens += n.output_tokens
-        d.cached_input_tokens += n.cached_input_tokens
-        d.reasoning_tokens += n.reasoning_tokens
-        if priced.cost_usd is not None:
-            d.cost_usd += priced.cost_usd
-        if priced.source == "unpriced":
-            d.unpriced_count += 1
-        if not raw.parent_span_id:
-            d.root_span_id = raw.span_id
-            d.name = raw.name
-            d.root_status = n.status
-            if n.agent:
-                d.agent = n.agent
-                d.agent_from_root = True
-            if n.agent_version:
-                d.agent_version = n.agent_version
-            d.service_name = n.service_name or d.service_name
-        else:
-            if not d.name:
-                d.name = raw.name
-            # Unless the root names an agent, the earliest agent span names the run
-            # (workflow roots of some clients carry no agent name).
-            if (
-                n.agent
-                and not d.agent_from_root
-                and (not d.agent or raw.start_ns < d.first_agent_start)
-            ):
-                d.agent = n.agent
-                d.first_agent_start = raw.start_ns
-            if n.agent_version and not d.agent_version:
-                d.agent_version = n.agent_version
-            if not d.service_name:
-                d.service_name = n.service_name
-        if n.intervened:
-            d.intervened = True
-        # The root's phase and prompt version name the run; else the first seen.
-        if n.phase and (not d.phase or not raw.parent_span_id):
-            d.phase = n.phase
-        if n.prompt_version and (not d.prompt_version or not raw.parent_span_id):
-            d.prompt_version = n.prompt_version
-        if not d.session_id and n.session_id:
-            d.session_id = n.session_id
-        if not d.user_id and n.user_id:
-            d.user_id = n.user_id
-    return [by_trace[t] for t in sorted(by_trace)]
+            summary_add(into, contribution, keys)
+    return by_trace
 
 
 def _trace_status(root_status: str) -> str:
@@ -490,109 +388,32 @@ def _trace_status(root_status: str) -> str:
     return TraceStatus.INCOMPLETE
 
 
-def _upsert_traces(project_id: int, deltas: list[_TraceDelta], received_db) -> None:
+def _upsert_traces(project_id: int, traces: dict[str, dict[str, Any]], received_db) -> None:
     adapt_dt = connection.ops.adapt_datetimefield_value
-    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
-    t = "traces_trace"
-    has_root = "excluded.root_span_id <> ''"
-    new_start = f"{least}({t}.start_ns, excluded.start_ns)"
-    new_end = f"{greatest}({t}.end_ns, excluded.end_ns)"
-    root_status = f"CASE WHEN {has_root} THEN excluded.root_status ELSE {t}.root_status END"
-    status_sql = (
-        f"CASE WHEN ({root_status}) = 'error' THEN 'error' "
-        f"WHEN ({root_status}) <> '' THEN 'ok' ELSE 'incomplete' END"
-    )
-
-    def keep_first(col: str) -> str:
-        return f"CASE WHEN {t}.{col} = '' THEN excluded.{col} ELSE {t}.{col} END"
-
-    def root_wins(col: str) -> str:
-        return (
-            f"CASE WHEN {has_root} AND excluded.{col} <> '' THEN excluded.{col} "
-            f"WHEN {t}.{col} = '' THEN excluded.{col} ELSE {t}.{col} END"
-        )
-
-    def add(col: str) -> str:
-        return f"{t}.{col} + excluded.{col}"
-
-    updates = {
-        "root_span_id": (
-            f"CASE WHEN {has_root} THEN excluded.root_span_id ELSE {t}.root_span_id END"
-        ),
-        "name": root_wins("name"),
-        "agent": root_wins("agent"),
-        "agent_version": root_wins("agent_version"),
-        "service_name": root_wins("service_name"),
-        "started_at": f"CASE WHEN excluded.start_ns < {t}.start_ns THEN excluded.started_at "
-        f"ELSE {t}.started_at END",
-        "ended_at": f"CASE WHEN excluded.end_ns > {t}.end_ns THEN excluded.ended_at "
-        f"ELSE {t}.ended_at END",
-        "start_ns": new_start,
-        "end_ns": new_end,
-        "duration_ms": f"({new_end} - {new_start}) / 1000000.0",
-        "span_count": add("span_count"),
-        "error_count": add("error_count"),
-        "llm_call_count": add("llm_call_count"),
-        "tool_call_count": add("tool_call_count"),
-        "input_tokens": add("input_tokens"),
-        "output_tokens": add("output_tokens"),
-        "cached_input_tokens": add("cached_input_tokens"),
-        "reasoning_tokens": add("reasoning_tokens"),
-        "cost_usd": f"{least}({add('cost_usd')}, {MAX_TRACE_COST})",
-        "unpriced_count": add("unpriced_count"),
-        "status": status_sql,
-        "root_status": root_status,
-        "prompt_version": root_wins("prompt_version"),
-        "phase": root_wins("phase"),
-        "intervened": f"({t}.intervened OR excluded.intervened)",
-        "session_id": keep_first("session_id"),
-        "user_id": keep_first("user_id"),
-        "last_received_at": "excluded.last_received_at",
-    }
     values = []
-    for d in deltas:
-        values.append(
-            (
-                project_id,
-                d.trace_id,
-                d.root_span_id,
-                _clip(d.name, 500),
-                _clip(d.agent, 200),
-                _clip(d.agent_version, 100),
-                _clip(d.service_name, 200),
-                adapt_dt(ns_to_datetime(d.start_ns)),
-                adapt_dt(ns_to_datetime(d.end_ns)),
-                d.start_ns,
-                d.end_ns,
-                (d.end_ns - d.start_ns) / 1e6,
-                d.span_count,
-                d.error_count,
-                d.llm_call_count,
-                d.tool_call_count,
-                d.input_tokens,
-                d.output_tokens,
-                d.cached_input_tokens,
-                d.reasoning_tokens,
-                d.cost_usd,
-                d.unpriced_count,
-                _trace_status(d.root_status),
-                d.root_status,
-                _clip(d.prompt_version, 100),
-                d.phase,
-                d.intervened,
-                _clip(d.session_id, 200),
-                _clip(d.user_id, 200),
-                received_db,
-                received_db,
-            )
-        )
-    set_sql = ", ".join(f"{col} = {expr}" for col, expr in updates.items())
+    for trace_id in sorted(traces):
+        row = traces[trace_id]
+        row["project_id"] = project_id
+        row["trace_id"] = trace_id
+        row["started_at"] = adapt_dt(ns_to_datetime(row["start_ns"]))
+        row["ended_at"] = adapt_dt(ns_to_datetime(row["end_ns"]))
+        row["duration_ms"] = (row["end_ns"] - row["start_ns"]) / 1e6
+        row["status"] = _trace_status(row["root_status"])
+        row["first_received_at"] = row["last_received_at"] = received_db
+        values.append(_trace_tuple(row))
     insert_rows(
-        table=t,
+        table="traces_trace",
         columns=TRACE_COLUMNS,
         rows=values,
-        tail=f"ON CONFLICT (project_id, trace_id) DO UPDATE SET {set_sql}",
+        tail=_trace_upsert_tail(connection.vendor),
     )
+
+
+@cache
+def _trace_upsert_tail(vendor: str) -> str:
+    updates = upsert_set_sql(table="traces_trace", vendor=vendor)
+    set_sql = ", ".join(f"{col} = {expr}" for col, expr in updates.items())
+    return f"ON CONFLICT (project_id, trace_id) DO UPDATE SET {set_sql}"
 
 
 OUTCOME_COLUMNS = (
@@ -605,6 +426,7 @@ OUTCOME_COLUMNS = (
     "recorded_at",
     "received_at",
 )
+_outcome_tuple = itemgetter(*OUTCOME_COLUMNS)
 
 
 def _insert_outcomes(project_id: int, items, received_db) -> None:
@@ -614,24 +436,24 @@ def _insert_outcomes(project_id: int, items, received_db) -> None:
     measured later, by the system that knows the outcome."""
     adapt_dt = connection.ops.adapt_datetimefield_value
     rows = {}
-    for raw, n, _priced in items:
+    for _summary, raw, n in items:
         for kind, values in (("kpi", n.kpis), ("eval", n.evals)):
             for name, value in (values or {}).items():
-                rows[(raw.trace_id, kind, name[:100])] = (
-                    project_id,
-                    raw.trace_id,
-                    kind,
-                    name[:100],
-                    value,
-                    "span",
-                    adapt_dt(ns_to_datetime(raw.end_ns)),
-                    received_db,
-                )
+                rows[(raw.trace_id, kind, name[:100])] = {
+                    "project_id": project_id,
+                    "trace_id": raw.trace_id,
+                    "kind": kind,
+                    "name": name[:100],
+                    "value": value,
+                    "source": "span",
+                    "recorded_at": adapt_dt(ns_to_datetime(raw.end_ns)),
+                    "received_at": received_db,
+                }
     if not rows:
         return
     insert_rows(
         table="traces_outcome",
         columns=OUTCOME_COLUMNS,
-        rows=[rows[k] for k in sorted(rows)],
+        rows=[_outcome_tuple(rows[k]) for k in sorted(rows)],
         tail="ON CONFLICT (project_id, trace_id, kind, name) DO NOTHING",
     )

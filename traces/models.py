@@ -82,6 +82,38 @@ class Step(models.TextChoices):
     OTHER = "other", "Other"
 
 
+class StepRole(models.TextChoices):
+    """The storyline step a span may declare (`agentops.step`): intent → plan → tool call →
+    result → final state, and the gates between them."""
+
+    INTENT = "intent", "Intent"
+    PLAN = "plan", "Plan"
+    TOOL = "tool", "Tool call"
+    RESULT = "result", "Result"
+    FINAL = "final", "Final state"
+    POLICY = "policy", "Policy gate"
+    ESCALATION = "escalation", "Escalation"
+
+
+STEP_ROLES = frozenset(str(r.value) for r in StepRole)
+
+
+class Phase(models.TextChoices):
+    """A run's rollout phase (agentops.autonomy.phase), the one list every app uses.
+
+    An agent is declared in one of the autonomy phases; "human" marks a human-handled
+    control run, compared against but never an agent's phase.
+    """
+
+    SHADOW = "shadow", "Shadow (recommends; people act)"
+    BOUNDED = "bounded", "Bounded (acts on low-risk cases)"
+    EXPANDED = "expanded", "Expanded"
+    HUMAN = "human", "Human-handled control"
+
+
+AUTONOMY_PHASES = (Phase.SHADOW, Phase.BOUNDED, Phase.EXPANDED)
+
+
 class SpanStatus(models.TextChoices):
     UNSET = "unset", "Unset"
     OK = "ok", "OK"
@@ -183,6 +215,10 @@ class Span(models.Model):
         return self.input_tokens + self.output_tokens
 
 
+def merge_key_field() -> models.BigIntegerField:
+    return models.BigIntegerField(default=0, editable=False)
+
+
 class TraceStatus(models.TextChoices):
     OK = "ok", "OK"
     ERROR = "error", "Error"
@@ -228,6 +264,18 @@ class Trace(models.Model):
     user_id = models.CharField(max_length=200, blank=True, default="")
     first_received_at = models.DateTimeField()
     last_received_at = models.DateTimeField()
+    # When the span that gave each chosen value started, root spans first (see
+    # traces/trace_merge.py): the same spans give the same summary whatever batches they
+    # arrive in. 0 on rows written before the keys existed, which keeps their values.
+    root_key = merge_key_field()
+    name_key = merge_key_field()
+    agent_key = merge_key_field()
+    agent_version_key = merge_key_field()
+    service_name_key = merge_key_field()
+    prompt_version_key = merge_key_field()
+    phase_key = merge_key_field()
+    session_id_key = merge_key_field()
+    user_id_key = merge_key_field()
 
     class Meta:
         constraints = [
@@ -379,40 +427,6 @@ class Rollup(models.Model):
         return f"{self.bucket_start:%Y-%m-%d %H:%M} {self.agent}/{self.model}"
 
 
-class Kpi(models.Model):
-    """A business number a project's agents are deployed to move, declared in the admin.
-
-    Values arrive on runs (`agentops.kpi.<name>`) or later through the outcomes API.
-    """
-
-    class Kind(models.TextChoices):
-        MEAN = "mean", "Mean of values (e.g. handle time)"
-        RATE = "rate", "Rate of 0/1 outcomes (e.g. resolved)"
-
-    class Baseline(models.TextChoices):
-        PREVIOUS_VERSION = "previous_version", "The agent's previous version"
-        SHADOW = "shadow", "The shadow phase (agent recommends, people act)"
-        CONTROL = "control", "Human-handled control runs (phase 'human')"
-
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="kpis")
-    name = models.SlugField(max_length=100, help_text="As in agentops.kpi.<name>")
-    label = models.CharField(max_length=150, blank=True, default="")
-    unit = models.CharField(max_length=30, blank=True, default="")
-    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.MEAN)
-    higher_is_better = models.BooleanField(default=True)
-    baseline = models.CharField(
-        max_length=20, choices=Baseline.choices, default=Baseline.PREVIOUS_VERSION
-    )
-    description = models.TextField(blank=True, default="")
-
-    class Meta:
-        ordering = ["project", "name"]
-        constraints = [models.UniqueConstraint(fields=["project", "name"], name="kpi_unique")]
-
-    def __str__(self) -> str:
-        return self.label or self.name
-
-
 class Outcome(models.Model):
     """A KPI or eval value of one run. One per (run, kind, name): posting it again updates it."""
 
@@ -446,116 +460,6 @@ class Outcome(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}={self.value} ({self.trace_id})"
-
-
-class AgentPhase(models.Model):
-    """The rollout phase an agent entered on a date, for runs that do not report one."""
-
-    class Phase(models.TextChoices):
-        SHADOW = "shadow", "Shadow (recommends; people act)"
-        BOUNDED = "bounded", "Bounded (acts on low-risk cases)"
-        EXPANDED = "expanded", "Expanded"
-
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="agent_phases")
-    agent = models.CharField(max_length=200)
-    phase = models.CharField(max_length=16, choices=Phase.choices)
-    since = models.DateTimeField(help_text="When the phase began")
-    note = models.CharField(max_length=300, blank=True, default="")
-
-    class Meta:
-        ordering = ["project", "agent", "-since"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["project", "agent", "since"], name="agent_phase_unique_start"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.agent}: {self.phase} since {self.since:%Y-%m-%d}"
-
-
-class RunRollup(models.Model):
-    """Runs of one UTC day per agent × agent version × prompt version × phase.
-
-    Rebuilt whole by `traces.kpis.run_rollups_refresh` (a day's rows are replaced, never
-    incremented), so a late outcome or a re-sent span simply lands on the next refresh.
-    Phase is the run's reported phase, else the agent's `AgentPhase` at the run's start.
-    """
-
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
-    day = models.DateField(help_text="UTC day of the run's start")
-    agent = models.CharField(max_length=200, blank=True, default="")
-    agent_version = models.CharField(max_length=100, blank=True, default="")
-    prompt_version = models.CharField(max_length=100, blank=True, default="")
-    phase = models.CharField(max_length=16, blank=True, default="")
-    runs = models.BigIntegerField(default=0)
-    error_runs = models.BigIntegerField(default=0)
-    intervened_runs = models.BigIntegerField(default=0)
-    cost_usd = money_field(default=0)
-    cycle_time = models.JSONField(default=dict, help_text="Histogram of run durations (ms)")
-    outcomes = models.JSONField(
-        default=dict, help_text='{"kpi:<name>": {"n", "sum", "sumsq", "ones"}, "eval:<name>": …}'
-    )
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["project", "day", "agent", "agent_version", "prompt_version", "phase"],
-                name="run_rollup_unique",
-            ),
-        ]
-        indexes = [models.Index(fields=["project", "day"], name="run_rollup_project_day")]
-
-    def __str__(self) -> str:
-        return f"{self.day} {self.agent} {self.agent_version} {self.phase}"
-
-
-class RunRollupWatermark(models.Model):
-    """When `run_rollups_refresh` last started: days touched since then (less a margin) are
-    recomputed. One row per key; a missing or null value means "rebuild every day"."""
-
-    key = models.CharField(max_length=50, unique=True)
-    value = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self) -> str:
-        return f"{self.key}: {self.value}"
-
-
-class PromotionCriteria(models.Model):
-    """What an agent must show over `window_days` before moving from one phase to the next."""
-
-    class Phase(models.TextChoices):
-        SHADOW = "shadow", "Shadow"
-        BOUNDED = "bounded", "Bounded"
-        EXPANDED = "expanded", "Expanded"
-
-    project = models.ForeignKey(
-        Project, on_delete=models.CASCADE, related_name="promotion_criteria"
-    )
-    agent = models.CharField(max_length=200)
-    from_phase = models.CharField(max_length=16, choices=Phase.choices)
-    to_phase = models.CharField(max_length=16, choices=Phase.choices)
-    min_runs = models.PositiveIntegerField(default=500)
-    max_exception_rate = models.DecimalField(
-        max_digits=5, decimal_places=2, default=2, help_text="Percent of runs"
-    )
-    max_intervention_rate = models.DecimalField(
-        max_digits=5, decimal_places=2, default=5, help_text="Percent of runs"
-    )
-    require_no_kpi_regression = models.BooleanField(default=True)
-    window_days = models.PositiveIntegerField(default=14)
-
-    class Meta:
-        verbose_name_plural = "promotion criteria"
-        constraints = [
-            models.UniqueConstraint(
-                fields=["project", "agent", "from_phase"], name="promotion_criteria_unique"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.agent}: {self.from_phase} → {self.to_phase}"
 
 
 class PersonalToken(models.Model):

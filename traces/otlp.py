@@ -58,6 +58,9 @@ class RawSpan:
     scope: dict[str, Any]
     flags: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    # Why the span cannot be stored (a malformed id), found while decoding; the ingest
+    # step rejects it alone and reports the reason.
+    invalid: str | None = None
 
 
 def media_type(content_type: str | None) -> str:
@@ -267,8 +270,8 @@ def _attrs_pb(
 
 
 def _pb_id(value: bytes) -> str:
-    # An id of the wrong length is rejected per span; its text only has to say which.
-    return value.hex() if len(value) <= 16 else "!" + value[:32].hex()
+    # A link's id is only shown; an overlong one is cut, not trusted.
+    return value[:16].hex()
 
 
 def _pb_event(e: Any, limits: Limits, dropped: dict[str, int]) -> dict[str, Any]:
@@ -433,21 +436,22 @@ def _show(value: Any) -> str:
     return text[:80].replace(NUL, "\\x00")
 
 
-def _json_id(value: Any, where: str) -> str:
-    """OTLP/JSON ids are hex strings. Returns '' for an empty or malformed id; the
-    ingest step rejects such spans one by one (partial success), not the whole body."""
+def _json_id(value: Any, where: str) -> tuple[str, str | None]:
+    """OTLP/JSON ids are hex strings: (lowercase id, None), or for a malformed id (the
+    text as sent, cut short, the reason). The ingest step rejects such spans one by one
+    (partial success), not the whole body."""
     if not value:
-        return ""
+        return "", None
     if not isinstance(value, str):
         raise OTLPError(400, f"{where} must be a hex string.")
+    shown = value[:32].replace(NUL, REPLACEMENT)
     if len(value) > 32:
-        return "!" + value[:32].replace(NUL, REPLACEMENT)
-    value = value.lower()
+        return shown, f"{where} is longer than 16 bytes"
     try:
         bytes.fromhex(value)
     except ValueError:
-        return "!" + value.replace(NUL, REPLACEMENT)  # marked invalid, reported per span
-    return value
+        return shown, f"{where} is not a hex string"
+    return value.lower(), None
 
 
 _ENUM_NAMES = {
@@ -609,8 +613,9 @@ def _json_link(li: Any, where: str, limits: Limits, dropped: dict[str, int]) -> 
     li = _obj(li, f"{where}.links[]")
     counts: dict[str, int] = {}
     out = {
-        "trace_id": _json_id(li.get("traceId"), f"{where}.links.traceId"),
-        "span_id": _json_id(li.get("spanId"), f"{where}.links.spanId"),
+        # A link's ids are only shown: a malformed one is kept as sent, not refused.
+        "trace_id": _json_id(li.get("traceId"), f"{where}.links.traceId")[0],
+        "span_id": _json_id(li.get("spanId"), f"{where}.links.spanId")[0],
         "attributes": _attrs_json(
             li.get("attributes"), f"{where}.links", limits, counts, limits.link_attributes
         ),
@@ -676,10 +681,14 @@ def decode_json(body: bytes, limits: Limits | None = None) -> SpanBatch:
                 if len(links) > limits.links:
                     _note(dropped, "links", len(links) - limits.links)
                     links = links[: limits.links]
+                trace_id, bad_trace = _json_id(s.get("traceId"), f"{where}.traceId")
+                span_id, bad_span = _json_id(s.get("spanId"), f"{where}.spanId")
+                parent_id, bad_parent = _json_id(s.get("parentSpanId"), f"{where}.parentSpanId")
                 span = RawSpan(
-                    trace_id=_json_id(s.get("traceId"), f"{where}.traceId"),
-                    span_id=_json_id(s.get("spanId"), f"{where}.spanId"),
-                    parent_span_id=_json_id(s.get("parentSpanId"), f"{where}.parentSpanId"),
+                    trace_id=trace_id,
+                    span_id=span_id,
+                    parent_span_id=parent_id,
+                    invalid=bad_trace or bad_span or bad_parent,
                     name=_str_json(s.get("name"), f"{where}.name", limits, dropped),
                     kind=_enum(s.get("kind"), f"{where}.kind", MAX_SPAN_KIND, dropped, "kind"),
                     start_ns=_as_int(s.get("startTimeUnixNano"), f"{where}.startTimeUnixNano"),

@@ -1,6 +1,6 @@
 """Model call → cost in USD (Decimal).
 
-CONTRACT (other modules rely on it; the implementation is filled in below):
+The contract other modules rely on:
 
     PriceBook.load() -> PriceBook
         One query: the admin's ModelPriceOverride rows. Built once per ingest request.
@@ -38,8 +38,8 @@ from typing import TypeAlias
 from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, TieredPrices
 
+from traces.conventions import MAX_COST
 from traces.models import CostSource, ModelPriceOverride
-from traces.semconv import MAX_COST
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +51,7 @@ class Priced:
 
 # The DB column is decimal(20,10): ten places, under 10^10 dollars.
 _MONEY = Decimal("1e-10")
-# A span's cost, reported or computed, above semconv.MAX_COST ($10,000) is not a cost;
+# A span's cost, reported or computed, above conventions.MAX_COST ($10,000) is not a cost;
 # the cap is what keeps trace, rollup and budget sums inside their columns.
 _MONEY_MAX = MAX_COST
 _PER_MTOK = Decimal(1_000_000)

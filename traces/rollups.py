@@ -31,7 +31,6 @@ from decimal import Decimal
 import orjson
 from django.db import connection, transaction
 from django.db.models import Q
-from django.dispatch import Signal
 
 from traces.dberrors import is_outage
 from traces.ingest import MAX_TRACE_COST
@@ -39,10 +38,6 @@ from traces.models import IngestBatch, Rollup, Span, SpanStatus, Step, Trace
 from traces.sql import insert_rows
 
 logger = logging.getLogger(__name__)
-
-# Sent after new spans were folded and committed, with project_ids=[…]. Whoever watches
-# the rollups (budget evaluation) listens here; traces itself knows nothing of them.
-rollups_updated = Signal()
 
 BUCKET = timedelta(minutes=15)
 BIGINT_MAX = 2**63 - 1
@@ -136,6 +131,7 @@ class RollupResult:
     spans: int = 0
     rows: int = 0
     quarantined: int = 0
+    # Projects whose rollups received spans: what a consumer of fresh spend re-reads.
     project_ids: set[int] = field(default_factory=set)
 
 
@@ -368,8 +364,6 @@ def rollup_pending(
                     _fold_isolated([batch_id], result, now, quarantine=True)
         if len(claimed) < max_batches:
             break
-    if result.project_ids:
-        rollups_updated.send(sender=RollupResult, project_ids=sorted(result.project_ids))
     return result
 
 

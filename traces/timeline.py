@@ -35,9 +35,9 @@ from django.db.models import (
 )
 
 from traces import display
-from traces.models import CostSource, Project, Span, SpanStatus, Step, Trace
+from traces.models import STEP_ROLES, CostSource, Project, Span, SpanStatus, Step, StepRole, Trace
 from traces.selectors import span_list_for_trace
-from traces.semconv import Messages, extract_messages
+from traces.timeline_messages import Messages, extract_messages
 
 # Columns the waterfall and the storyline's structure need; nothing unbounded.
 WATERFALL_FIELDS = (
@@ -67,10 +67,15 @@ FLAG_UNPRICED = 4
 MAX_TEXT = 20_000
 PREVIEW = 240
 
-ROLES = frozenset({"intent", "plan", "tool", "result", "final", "policy", "escalation"})
 # Plain strings for the hot loops: an enum attribute lookup is slow next to a str compare,
 # and these run once per span per pass over a trace of thousands.
 LLM = str(Step.LLM.value)
+INTENT, PLAN, FINAL = (str(r.value) for r in (StepRole.INTENT, StepRole.PLAN, StepRole.FINAL))
+TOOL, RESULT = str(StepRole.TOOL.value), str(StepRole.RESULT.value)
+# Roles shown as steps between the intent and the final state.
+_STEP_KINDS = STEP_ROLES - {INTENT, FINAL}
+_INTENT_FINAL = frozenset({INTENT, FINAL})
+_GATE_ROLES = frozenset(str(r.value) for r in (StepRole.POLICY, StepRole.ESCALATION))
 ERROR = str(SpanStatus.ERROR.value)
 UNPRICED = str(CostSource.UNPRICED.value)
 _TOOLISH = frozenset({Step.TOOL.value, Step.RETRIEVAL.value})
@@ -342,7 +347,7 @@ def waterfall_payload(tree: list[Node]) -> dict[str, Any]:
 class Beat:
     """One step of the storyline."""
 
-    kind: str  # intent, plan, tool, result, policy, escalation, final, gap
+    kind: str  # a StepRole value, or "gap" for the steps left out
     span_id: str = ""
     title: str = ""
     text: str = ""
@@ -409,12 +414,12 @@ def _chose_tools(text: SpanText | None) -> bool | None:
 
 
 def _kind(n: Node) -> str:
-    if n.role in ROLES:
+    if n.role in STEP_ROLES:
         return n.role
     if n.step == LLM:
-        return "llm"
+        return LLM
     if n.step in _TOOLISH:
-        return "tool"
+        return TOOL
     if n.step in _GATES:
         return n.step
     return ""
@@ -426,10 +431,10 @@ def _tools_after(ordered: list[Node]) -> dict[str, list[Node]]:
     current: Node | None = None
     for n in ordered:
         kind = _kind(n)
-        if kind == "llm" or (n.step == LLM and kind == "plan"):
+        if kind == LLM or (n.step == LLM and kind == PLAN):
             current = n
             out[n.span_id] = []
-        elif kind == "tool" and current is not None:
+        elif kind == TOOL and current is not None:
             out[current.span_id].append(n)
     return out
 
@@ -459,7 +464,7 @@ def _final_llm(llms: list[Node], texts: dict[str, SpanText], after: dict[str, li
 
 
 def _is_plan(n: Node, texts: dict[str, SpanText], after: dict[str, list[Node]]) -> bool:
-    if n.role == "plan":
+    if n.role == PLAN:
         return True
     recorded = _chose_tools(texts.get(n.span_id))
     return recorded if recorded is not None else bool(after.get(n.span_id))
@@ -474,9 +479,7 @@ def _step_nodes(
         if n.span_id in exclude:
             continue
         kind = _kind(n)
-        if kind in ("plan", "tool", "result", "policy", "escalation") or (
-            kind == "llm" and _is_plan(n, texts, after)
-        ):
+        if kind in _STEP_KINDS or (kind == LLM and _is_plan(n, texts, after)):
             steps.append(n)
     return steps, after
 
@@ -492,8 +495,8 @@ def _grouped(steps: list[Node]) -> list[list[Node]]:
         last = groups[-1][0] if groups else None
         if (
             last is not None
-            and _kind(n) == "tool"
-            and _kind(last) == "tool"
+            and _kind(n) == TOOL
+            and _kind(last) == TOOL
             and _tool_label(n) == _tool_label(last)
         ):
             groups[-1].append(n)
@@ -522,7 +525,7 @@ def storyline_span_ids(nodes: list[Node], *, root_span_id: str) -> list[str]:
         ids.append(root.span_id)
     llms = [n for n in ordered if n.step == LLM]
     ids += [n.span_id for n in llms[:1] + llms[-3:]]
-    roled = [n for n in ordered if n.role in ("intent", "final")]
+    roled = [n for n in ordered if n.role in _INTENT_FINAL]
     ids += [n.span_id for n in roled[:2] + roled[-2:]]
     steps, _ = _step_nodes(ordered, {}, set())
     head, _, tail = _shown(_grouped(steps))
@@ -535,17 +538,17 @@ def storyline_span_ids(nodes: list[Node], *, root_span_id: str) -> list[str]:
 def _step_beat(n: Node, texts: dict[str, SpanText], after: dict[str, list[Node]]) -> Beat:
     t = texts.get(n.span_id)
     kind = _kind(n)
-    if kind == "llm":
-        kind = "plan"
+    if kind == LLM:
+        kind = PLAN
     beat = Beat(kind=kind, span_id=n.span_id, title=n.name, status=n.status)
     timing = display.duration(n.duration_ms)
-    if kind == "plan":
+    if kind == PLAN:
         beat.title = n.model or n.name
         beat.tools = _tool_calls(t) or [m.tool_name or m.name for m in after.get(n.span_id, [])]
         if t:
             beat.text = _clip(_last_message(t.messages.output))
         beat.note = timing
-    elif kind in ("tool", "result"):
+    elif kind in (TOOL, RESULT):
         beat.title = n.tool_name or n.name
         if t:
             args = t.tool_arguments or _first_message(t.messages.input)
@@ -553,7 +556,7 @@ def _step_beat(n: Node, texts: dict[str, SpanText], after: dict[str, list[Node]]
             beat.text = _clip(args)
             beat.result = _clip(t.status_message if n.is_error and not result else result)
         beat.note = timing
-    elif kind in ("policy", "escalation"):
+    elif kind in _GATE_ROLES:
         attrs = t.attributes if t else {}
         beat.title = str(attrs.get("agentops.policy.name") or n.name)
         decision = attrs.get("agentops.policy.decision")
@@ -580,11 +583,11 @@ def storyline_build(
     """
     ordered = sorted(nodes, key=lambda n: (n.start_ms, n.span_id))
     root = _root(ordered, root_span_id)
-    llms = [n for n in ordered if n.step == LLM and (not n.role or n.role == "plan")]
+    llms = [n for n in ordered if n.step == LLM and (not n.role or n.role == PLAN)]
 
     # ---- intent
     intent: Beat | None = None
-    explicit = [n for n in ordered if n.role == "intent"]
+    explicit = [n for n in ordered if n.role == INTENT]
     if explicit:
         n = explicit[0]
         t = texts.get(n.span_id)
@@ -596,33 +599,31 @@ def storyline_build(
                 or t.tool_arguments
                 or _last_message(t.messages.output)
             )
-        intent = Beat(kind="intent", span_id=n.span_id, title=n.name, text=_clip(text, 600))
+        intent = Beat(kind=INTENT, span_id=n.span_id, title=n.name, text=_clip(text, 600))
     else:
         for n in [x for x in (root, llms[0] if llms else None) if x is not None]:
             t = texts.get(n.span_id)
             text = _first_message(t.messages.input, "user") if t else ""
             if text:
-                intent = Beat(kind="intent", span_id=n.span_id, title=n.name, text=_clip(text, 600))
+                intent = Beat(kind=INTENT, span_id=n.span_id, title=n.name, text=_clip(text, 600))
                 break
         if intent is None and root is not None:
             t = texts.get(root.span_id)
             text = _first_message(t.messages.input) if t else ""
-            intent = Beat(
-                kind="intent", span_id=root.span_id, title=root.name, text=_clip(text, 600)
-            )
+            intent = Beat(kind=INTENT, span_id=root.span_id, title=root.name, text=_clip(text, 600))
 
     # ---- final
     final: Beat | None = None
-    explicit = [n for n in ordered if n.role == "final"]
-    steps_exclude = {n.span_id for n in ordered if n.role in ("intent", "final")}
+    explicit = [n for n in ordered if n.role == FINAL]
+    steps_exclude = {n.span_id for n in ordered if n.role in _INTENT_FINAL}
     after = _tools_after(ordered)
     if explicit:
         n = explicit[-1]
         t = texts.get(n.span_id)
         text = (_last_message(t.messages.output) or t.tool_result) if t else ""
-        final = Beat(kind="final", span_id=n.span_id, title=n.name, text=_clip(text, 600))
+        final = Beat(kind=FINAL, span_id=n.span_id, title=n.name, text=_clip(text, 600))
     else:
-        n = _final_llm([x for x in llms if x.role != "plan"], texts, after)
+        n = _final_llm([x for x in llms if x.role != PLAN], texts, after)
         t = texts.get(n.span_id) if n else None
         text = _last_message(t.messages.output) if t else ""
         if not text and root is not None:
@@ -632,7 +633,7 @@ def storyline_build(
                 n, text = root, root_text
         if n is not None:
             final = Beat(
-                kind="final", span_id=n.span_id, title=n.model or n.name, text=_clip(text, 600)
+                kind=FINAL, span_id=n.span_id, title=n.model or n.name, text=_clip(text, 600)
             )
             if n.step == LLM:
                 steps_exclude.add(n.span_id)

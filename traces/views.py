@@ -67,8 +67,6 @@ def trace_list_page(request):
             "until_value": _local_input(filters.until),
             "agents": agents,
             "statuses": TraceStatus.choices,
-            "current_project": filters.project,
-            "nav": "traces",
             **_exporter_setup(),
         },
     )
@@ -86,8 +84,6 @@ def trace_timeline_page(request, slug: str, trace_id: str):
             "timeline": timeline,
             "storyline": timeline.storyline,
             "steps": Step.choices,
-            "current_project": trace.project.slug,
-            "nav": "traces",
             "tz_name": timezone.get_current_timezone_name(),
         },
     )
@@ -106,8 +102,6 @@ def span_detail_partial(request, slug: str, trace_id: str, span_id: str):
         {
             "trace": trace,
             "detail": span_detail(span=span, trace=trace),
-            "current_project": trace.project.slug,
-            "nav": "traces",
         },
     )
     patch_vary_headers(response, ["X-Requested-With"])
@@ -130,8 +124,6 @@ def session_page(request, slug: str, session_id: str):
             "session_id": session_id,
             "totals": totals,
             "page": page,
-            "current_project": project.slug,
-            "nav": "traces",
             "tz_name": timezone.get_current_timezone_name(),
         },
     )

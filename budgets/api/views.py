@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from budgets.api.permissions import PeopleWrite, StaffOnly, StaffWritesMembersRead
 from budgets.api.serializers import AlertSerializer, ChannelSerializer, EnvelopeSerializer
-from budgets.models import Alert, Channel
+from budgets.models import Alert
 from budgets.selectors import (
     BUCKET_SIZES,
     GROUP_BYS,
@@ -31,6 +31,7 @@ from budgets.selectors import (
     alert_list_for_user,
     bucket_for_window,
     bucket_starts,
+    channel_list_for_user,
     cost_series,
     envelope_list_for_user,
 )
@@ -71,11 +72,7 @@ class _ChannelMixin:
     permission_classes = [StaffOnly]
 
     def get_queryset(self):
-        return (
-            Channel.objects.filter(project__in=project_list_for_user(user=self.request.user))
-            .select_related("project")
-            .order_by("project__name", "name", "pk")
-        )
+        return channel_list_for_user(user=self.request.user)
 
     def get_serializer_context(self):
         # The webhook secret is shown once: in the answer to the request that created it.
@@ -87,9 +84,9 @@ class ChannelListView(_ChannelMixin, generics.ListCreateAPIView):
     """Notification channels (staff users only)."""
 
     def get_queryset(self):
-        qs = super().get_queryset()
-        project = self.request.query_params.get("project", "")
-        return qs.filter(project__slug=project) if project else qs
+        return channel_list_for_user(
+            user=self.request.user, project_slug=self.request.query_params.get("project", "")
+        )
 
 
 class ChannelDetailView(_ChannelMixin, generics.RetrieveUpdateDestroyAPIView):

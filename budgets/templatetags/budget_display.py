@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from django import template
 
-from traces import display
+from budgets.formatting import format_value
 
 register = template.Library()
-
-COST_METRICS = {"cost_usd", "run_cost_usd"}
-SECONDS_METRICS = {"p95_run_latency_s", "run_duration_s"}
-
-
-def metric_text(value, metric: str) -> str:
-    """$12.34, 1,200,000 tokens, 2.40 s, 3.5 % — "—" before the first evaluation."""
-    if value is None or value == "":
-        return "—"
-    d = value if isinstance(value, Decimal) else Decimal(str(value))
-    if metric in COST_METRICS:
-        return display.usd(d)
-    if metric == "tokens":
-        return f"{int(d):,} tokens"
-    if metric in SECONDS_METRICS:
-        return display.duration(float(d) * 1000)
-    if metric == "error_rate":
-        return f"{d:.1f} %"
-    return f"{d.normalize():,}"
 
 
 @register.filter
 def metric_value(value, metric: str) -> str:
-    return metric_text(value, metric)
+    """$12.34, 1,200,000 tokens, 2.41 s, 3.5 % — "—" before the first evaluation."""
+    return format_value(metric, value)
 
 
 @register.filter

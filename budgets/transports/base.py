@@ -34,6 +34,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from budgets import urlsafety
+from budgets.formatting import format_value
 
 if TYPE_CHECKING:
     from budgets.models import Alert, Channel
@@ -105,11 +106,11 @@ class AlertMessage:
 
     @property
     def value_display(self) -> str:
-        return metric_format(self.metric, self.value)
+        return format_value(self.metric, self.value)
 
     @property
     def limit_display(self) -> str:
-        return metric_format(self.metric, self.limit)
+        return format_value(self.metric, self.limit)
 
     @property
     def period_display(self) -> str:
@@ -238,20 +239,6 @@ def _period_adjective(period: str) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def metric_format(metric: str, value: Decimal) -> str:
-    if metric in {"cost_usd", "run_cost_usd"}:
-        if abs(value) >= 1 or value == 0:
-            return f"${value:,.2f}"
-        return f"${value:,.4f}"
-    if metric == "tokens":
-        return f"{int(value):,} tokens"
-    if metric in {"p95_run_latency_s", "run_duration_s"}:
-        return f"{value:,.2f} s"
-    if metric == "error_rate":
-        return f"{value:.2f}%"
-    return f"{value:,}"
 
 
 # ------------------------------------------------------------------ the registry entry

@@ -120,6 +120,12 @@ def test_a_user_budget_cannot_be_narrowed_to_a_model():
     assert list(errors(attribute="user_id", attribute_value="alice", model="gpt-4o")) == ["model"]
 
 
+@pytest.mark.parametrize("metric", ["run_cost_usd", "run_duration_s"])
+def test_a_per_run_cap_cannot_be_narrowed_to_a_model(metric):
+    # A run has no single model: such a cap could measure nothing but the whole run.
+    assert list(errors(metric=metric, period="day", model="gpt-4o")) == ["model"]
+
+
 def test_every_problem_is_reported_on_its_own_field():
     found = errors(thresholds=[], timezone="Nowhere", limit=Decimal(0), rolling_minutes=30)
     assert sorted(found) == ["limit", "rolling_minutes", "thresholds", "timezone"]

@@ -25,19 +25,6 @@ PRICED_MODEL = "gpt-4o-mini"
 UNPRICED_MODEL = "acme-inhouse-llm-7"
 
 
-@pytest.fixture(autouse=True)
-def _nav_badge(settings):
-    """The firing-alert badge's context processor, as settings.py is to list it."""
-    templates = [dict(t) for t in settings.TEMPLATES]
-    options = dict(templates[0]["OPTIONS"])
-    processors = list(options["context_processors"])
-    if "budgets.context_processors.alerts" not in processors:
-        processors.append("budgets.context_processors.alerts")
-    options["context_processors"] = processors
-    templates[0]["OPTIONS"] = options
-    settings.TEMPLATES = templates
-
-
 @pytest.fixture
 def now():
     return timezone.now()

@@ -9,10 +9,10 @@ from decimal import Decimal
 import pytest
 
 from budgets.models import Alert, BudgetEnvelope
+from rollouts.models import Kpi
+from rollouts.services import run_rollups_refresh
 from tests.factories import agent_run
 from traces.ingest import span_batch_ingest
-from traces.kpis import run_rollups_refresh
-from traces.models import Kpi
 from traces.rollups import rollup_pending
 
 # Pages whose Plotly charts must be drawn (not only the page loaded).

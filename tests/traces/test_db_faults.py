@@ -9,7 +9,7 @@ from django.test import Client
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from tests.otlp_client import protobuf_body, record, simple_run
-from traces import ingest, semconv
+from traces import conventions, ingest
 from traces.models import IngestBatch, Span, Trace
 
 PB = "application/x-protobuf"
@@ -36,7 +36,7 @@ def poison(monkeypatch):
     """Give the tool span a value the database cannot store, where rows are built."""
 
     def install(field: str, value):
-        original = semconv.map_span
+        original = conventions.map_span
 
         def mapped(raw):
             n = original(raw)
@@ -44,7 +44,7 @@ def poison(monkeypatch):
                 setattr(n, field, value)
             return n
 
-        monkeypatch.setattr(ingest.semconv, "map_span", mapped)
+        monkeypatch.setattr(ingest.conventions, "map_span", mapped)
 
     return install
 
@@ -105,7 +105,7 @@ def test_it_gives_up_span_by_span_on_a_fault_that_hits_every_span(ingest_secret,
     def broken(raw):
         raise ValueError("mapping failed")
 
-    monkeypatch.setattr(ingest.semconv, "map_span", broken)
+    monkeypatch.setattr(ingest.conventions, "map_span", broken)
     body = protobuf_body(record(simple_run) + record(simple_run))
 
     response = post(body, ingest_secret)

@@ -288,6 +288,36 @@ def test_an_event_time_no_clock_reaches_is_cleared(ingest_secret):
     assert Span.objects.get().events[0]["time_unix_nano"] == 0
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("traceId", "zz" * 16, "traceId is not a hex string"),
+        ("spanId", "0123456789abcdefg", "spanId is not a hex string"),
+        ("parentSpanId", "a" * 40, "parentSpanId is longer than 16 bytes"),
+    ],
+)
+def test_a_malformed_json_id_rejects_its_span_alone_and_says_why(
+    ingest_secret, field, value, reason
+):
+    bad = span_doc("00f067aa0ba902b8", **{field: value})
+    response = post(orjson.dumps(request_doc(span_doc(), bad)), ingest_secret, JSON)
+
+    rejected, message = partial(response)
+    assert response.status_code == 200, response.content
+    assert rejected == 1
+    assert f"spans[1].{reason}" in message
+    assert list(Span.objects.values_list("span_id", flat=True)) == ["00f067aa0ba902b7"]
+
+
+def test_an_overlong_link_id_is_cut_not_marked(ingest_secret):
+    link = {"traceId": "ab" * 20, "spanId": "cd" * 20, "attributes": []}
+    response = send(request_doc(span_doc(links=[link])), ingest_secret, "protobuf")
+
+    assert response.status_code == 200, response.content
+    assert Span.objects.get().links[0]["trace_id"] == "ab" * 16
+    assert Span.objects.get().links[0]["span_id"] == "cd" * 16
+
+
 def llm_span(span_id: str, **usage) -> dict:
     attrs = [
         kv("gen_ai.operation.name", sv("chat")),

@@ -236,7 +236,7 @@ def test_partial_success_is_json_for_json_requests(ingest_secret, run_spans):
     assert response.status_code == 200
     partial = orjson.loads(response.content)["partialSuccess"]
     assert partial["rejectedSpans"] == "1"
-    assert "span_id" in partial["errorMessage"]
+    assert "spans[0].spanId is not a hex string" in partial["errorMessage"]
     assert Span.objects.count() == 3
 
 

@@ -12,9 +12,10 @@ from django.test import Client
 
 from budgets.evaluate import budgets_evaluate_all
 from budgets.models import BudgetEnvelope
+from rollouts.models import RunRollup
+from rollouts.services import run_rollups_refresh
 from tests.factories import UserFactory, agent_run
-from traces.kpis import run_rollups_refresh
-from traces.models import IngestBatch, Outcome, RunRollup, Span, Step, Trace
+from traces.models import IngestBatch, Outcome, Span, Step, Trace
 from traces.rollups import BIGINT_MAX, Rollup, rollup_pending
 from traces.selectors import rollup_totals
 

@@ -1,4 +1,4 @@
-"""Convention mapping (traces/semconv.py) against payloads recorded from real clients.
+"""Convention mapping (traces/conventions/) against payloads recorded from real clients.
 
 The fixtures under tests/fixtures/ are OTLP request bodies as the client libraries sent
 them (see tests/fixtures/README.md); they are decoded with traces.otlp exactly as the
@@ -10,14 +10,16 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from traces.conventions import Neutral, map_span
 from traces.otlp import RawSpan, decode_json, decode_protobuf
-from traces.semconv import Messages, Neutral, extract_messages, map_span
+from traces.timeline_messages import Messages, extract_messages
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 MODEL = "gpt-4o-mini-2024-07-18"
@@ -1206,3 +1208,37 @@ def test_it_reads_kpi_and_eval_values_as_numbers():
     assert n.kpis == {"resolved": 1.0, "handle_time_s": 42.5}
     assert n.evals == {"helpfulness": 0.8}
     assert map_span(_span({"gen_ai.operation.name": "chat"})).kpis is None
+
+
+# ------------------------------------------------------------------ the documented order
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "semconv-mapping.md"
+
+
+@pytest.mark.parametrize(
+    ("row", "keys"),
+    [
+        ("model", "MODEL_KEYS"),
+        ("input_tokens", "INPUT_KEYS"),
+        ("output_tokens", "OUTPUT_KEYS"),
+        ("cached_input_tokens", "CACHE_READ_KEYS"),
+        ("cache_write_tokens", "CACHE_WRITE_KEYS"),
+        ("reasoning_tokens", "REASONING_KEYS"),
+        ("agent", "AGENT_KEYS"),
+        ("agent_version", "AGENT_VERSION_KEYS"),
+        ("prompt_version", "PROMPT_VERSION_KEYS"),
+        ("tool_name", "TOOL_NAME_KEYS"),
+        ("tool_call_id", "TOOL_CALL_ID_KEYS"),
+        ("tool_arguments", "TOOL_ARGS_KEYS"),
+        ("tool_result", "TOOL_RESULT_KEYS"),
+        ("session_id", "SESSION_KEYS"),
+        ("user_id", "USER_KEYS"),
+    ],
+)
+def test_the_families_ranks_give_the_documented_order(row, keys):
+    from traces.conventions import mapping
+
+    line = next(x for x in DOC.read_text().splitlines() if x.startswith(f"| `{row}` |"))
+    documented = re.findall(r"`([^`]+)`", line.split("|")[2])
+    code = getattr(mapping, keys)
+    assert documented[: len(code)] == list(code)

@@ -12,7 +12,6 @@ from tests.factories import agent_run, llm_attrs, new_span_id, new_trace_id, raw
 from traces import display
 from traces.ingest import span_batch_ingest
 from traces.models import Span, Trace
-from traces.semconv import Messages
 from traces.timeline import (
     FLAG_ERROR,
     FLAG_ORPHAN,
@@ -28,6 +27,7 @@ from traces.timeline import (
     timeline_build,
     waterfall_payload,
 )
+from traces.timeline_messages import Messages
 
 # ------------------------------------------------------------------ builders
 

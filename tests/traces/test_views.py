@@ -392,7 +392,7 @@ def test_the_timeline_nests_spans_under_their_parents(client_logged_in, project)
     assert rows[by_name["GET carrier"]["parent"]]["span_id"] == ids["tool"]
     assert by_name["execute_tool track_parcel"]["start_ms"] == 320
     html = response.content.decode()
-    assert 'id="waterfall-data"' in html and "agentops/timeline.js" in html
+    assert 'id="waterfall-data"' in html and "traces/timeline.js" in html
 
 
 def test_the_timeline_tells_the_runs_storyline(client_logged_in, project):

@@ -26,7 +26,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from budgets.demo import demo_budgets_ensure
-from traces.demo import demo_declarations_ensure
+from rollouts.demo import demo_declarations_ensure
 from traces.models import IngestKey, Membership, Project
 from traces.services import ingest_key_create, key_hash, membership_set, project_create
 

@@ -2,7 +2,8 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-from budgets.evaluate import budgets_evaluate_all, format_amount
+from budgets.evaluate import budgets_evaluate_all
+from budgets.formatting import format_value
 from budgets.models import BudgetEnvelope
 
 
@@ -33,9 +34,9 @@ class Command(BaseCommand):
         for ev in summary.evaluations:
             metric = envelopes[ev.envelope_id].metric
             line = (
-                f"{ev.name}: {ev.state} {format_amount(metric, ev.value)} of "
-                f"{format_amount(metric, ev.limit)} ({ev.percent:.0f} %), forecast "
-                f"{format_amount(metric, ev.forecast)}"
+                f"{ev.name}: {ev.state} {format_value(metric, ev.value)} of "
+                f"{format_value(metric, ev.limit)} ({ev.percent:.0f} %), forecast "
+                f"{format_value(metric, ev.forecast)}"
             )
             if ev.state_change:
                 line += f" [was {ev.state_change.old_state}]"
