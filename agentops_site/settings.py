@@ -274,6 +274,11 @@ OTLP_MAX_ATTRIBUTES_PER_LINK = env.int("OTLP_MAX_ATTRIBUTES_PER_LINK", default=1
 OTLP_MAX_VALUE_LENGTH = env.int("OTLP_MAX_VALUE_LENGTH", default=65_536)
 OTLP_MAX_VALUE_DEPTH = env.int("OTLP_MAX_VALUE_DEPTH", default=16)
 OTLP_MAX_NESTED_VALUES_PER_REQUEST = env.int("OTLP_MAX_NESTED_VALUES_PER_REQUEST", default=100_000)
+# How long a process may reuse an ingest key check and the price overrides (seconds):
+# each was a query on every ingest request. A revoked key is refused, and a new price
+# override applies, within this time (0 turns the caching off).
+INGEST_KEY_CACHE_SECONDS = env.int("INGEST_KEY_CACHE_SECONDS", default=10)
+PRICE_OVERRIDES_CACHE_SECONDS = env.int("PRICE_OVERRIDES_CACHE_SECONDS", default=10)
 # Threads per web server process that run requests (agentops_site/asgi.py); ingestion
 # takes at most INGEST_CONCURRENCY of them, the rest serve pages and the API.
 WEB_THREADS = env.int("WEB_THREADS", default=8)

@@ -60,3 +60,18 @@ def outsider_client(outsider):
 def _fast_password_hashing(settings):
     # The real hasher costs ~0.3 s per user; what is tested here is not its strength.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _no_per_process_caches(settings):
+    # Ingest key checks and price overrides are cached per process for a few seconds in
+    # production; tests that change either expect the change at once.
+    # (tests/traces/test_caches.py turns the caching on and tests it.)
+    from django.core.cache import cache
+
+    from traces import pricing
+
+    settings.INGEST_KEY_CACHE_SECONDS = 0
+    settings.PRICE_OVERRIDES_CACHE_SECONDS = 0
+    cache.clear()
+    pricing._book_cache.clear()

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.html import format_html
@@ -91,7 +92,11 @@ class IngestKeyAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         for key in queryset.filter(revoked_at__isnull=True):
             ingest_key_revoke(key=key)
-        self.message_user(request, "Revoked. Exporters using these keys now get 401.")
+        self.message_user(
+            request,
+            "Revoked. Exporters using these keys get 401 within "
+            f"{settings.INGEST_KEY_CACHE_SECONDS} s.",
+        )
 
 
 @admin.register(ModelPriceOverride)

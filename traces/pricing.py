@@ -29,12 +29,14 @@ date, off-peak hours) are chosen by the span's start time.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import TypeAlias
 
+from django.conf import settings
 from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, TieredPrices
 
@@ -369,6 +371,9 @@ def price_lookup(provider: str, model: str, *, at: datetime | None = None) -> Pr
 # The price book
 
 
+_book_cache: dict[str, tuple[float, PriceBook]] = {}
+
+
 class PriceBook:
     """Prices for one ingest request: the admin's overrides over the packaged data.
 
@@ -391,7 +396,22 @@ class PriceBook:
 
     @classmethod
     def load(cls) -> PriceBook:
+        """The current book. The overrides are read at most every
+        PRICE_OVERRIDES_CACHE_SECONDS per process: reading them was a query on every
+        ingest request, and a new override may well take a few seconds to apply."""
         _check_snapshot()
+        ttl = settings.PRICE_OVERRIDES_CACHE_SECONDS
+        now = time.monotonic()
+        cached = _book_cache.get("book")
+        if cached is not None and now - cached[0] < ttl:
+            return cached[1]
+        book = cls._read()
+        if ttl > 0:
+            _book_cache["book"] = (now, book)
+        return book
+
+    @classmethod
+    def _read(cls) -> PriceBook:
         overrides: dict[str, list[tuple[str, datetime, _Rates]]] = {}
         for row in ModelPriceOverride.objects.all():
             provider_key = _provider(row.provider)[0] if row.provider.strip() else ""

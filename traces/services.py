@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 
 from traces.models import IngestKey, Membership, Project
@@ -14,7 +16,7 @@ from traces.models import IngestKey, Membership, Project
 KEY_PREFIX = "ak_"
 # A key is used on every ingest request; writing last_used_at each time would turn
 # every batch into an extra UPDATE, so it is refreshed at most once a minute.
-LAST_USED_RESOLUTION = timedelta(minutes=1)
+LAST_USED_RESOLUTION = timedelta(minutes=1)  # longer than INGEST_KEY_CACHE_SECONDS
 
 
 def key_hash(key: str) -> str:
@@ -43,6 +45,11 @@ def ingest_key_revoke(*, key: IngestKey) -> None:
     IngestKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
         revoked_at=datetime.now(UTC)
     )
+    cache.delete(_key_cache_name(key.key_hash))  # this process; others within the TTL
+
+
+def _key_cache_name(digest: str) -> str:
+    return f"ingest-key:{digest}"
 
 
 @dataclass(frozen=True)
@@ -55,8 +62,16 @@ def ingest_key_authenticate(*, secret: str) -> KeyMatch | None:
     """The active key for a secret, or None. Records when the key was last used."""
     if not secret.startswith(KEY_PREFIX) or len(secret) > 100:
         return None
+    digest = key_hash(secret)
+    # An active key is remembered for INGEST_KEY_CACHE_SECONDS in this process (the
+    # look-up was a query on every request); a revoked one is refused within that time
+    # everywhere, at once in the process that revoked it. Unknown keys are not cached.
+    ttl = settings.INGEST_KEY_CACHE_SECONDS
+    cached = cache.get(_key_cache_name(digest)) if ttl > 0 else None
+    if cached is not None:
+        return KeyMatch(key_id=cached[0], project_id=cached[1])
     row = (
-        IngestKey.objects.filter(key_hash=key_hash(secret), revoked_at__isnull=True)
+        IngestKey.objects.filter(key_hash=digest, revoked_at__isnull=True)
         .values_list("id", "project_id", "last_used_at")
         .first()
     )
@@ -66,6 +81,8 @@ def ingest_key_authenticate(*, secret: str) -> KeyMatch | None:
     now = datetime.now(UTC)
     if last_used is None or now - last_used > LAST_USED_RESOLUTION:
         IngestKey.objects.filter(pk=key_id).update(last_used_at=now)
+    if ttl > 0:
+        cache.set(_key_cache_name(digest), (key_id, project_id), ttl)
     return KeyMatch(key_id=key_id, project_id=project_id)
 
 
