@@ -284,7 +284,7 @@ PRICE_OVERRIDES_CACHE_SECONDS = env.int("PRICE_OVERRIDES_CACHE_SECONDS", default
 WEB_THREADS = env.int("WEB_THREADS", default=8)
 # Backpressure (agentops_site/admission.py), per web server process: OTLP requests
 # served at once, how many more may wait and for how long; past that 429 + Retry-After.
-INGEST_CONCURRENCY = env.int("INGEST_CONCURRENCY", default=2)
+INGEST_CONCURRENCY = env.int("INGEST_CONCURRENCY", default=4)
 INGEST_QUEUE = env.int("INGEST_QUEUE", default=8)
 INGEST_QUEUE_WAIT_SECONDS = env.float("INGEST_QUEUE_WAIT_SECONDS", default=2.0)
 INGEST_BUSY_RETRY_AFTER_SECONDS = env.int("INGEST_BUSY_RETRY_AFTER_SECONDS", default=1)
