@@ -17,6 +17,7 @@ COPY agentops_site ./agentops_site
 COPY traces ./traces
 COPY rollouts ./rollouts
 COPY budgets ./budgets
+COPY controls ./controls
 COPY console ./console
 RUN pip install .
 COPY manage.py ./

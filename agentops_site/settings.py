@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "traces",
     "rollouts",
     "budgets",
+    "controls",
     "console",
     "agentops_site",  # site-wide management commands (up)
 ]

@@ -44,6 +44,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/", include("traces.api.urls")),
     path("api/", include("budgets.api.urls")),
+    path("api/", include("controls.api.urls")),
     path("", include("console.urls")),
     path("", include("rollouts.urls")),
     path("", include("traces.urls")),

@@ -62,3 +62,12 @@ class PeopleWrite(BasePermission):
         if not _authenticated(request):
             return False
         return request.method in SAFE_METHODS or not is_project_key(request.user)
+
+
+class ProjectKeyOnly(BasePermission):
+    """The runtime check answers for one project: the one whose key asks."""
+
+    message = "This endpoint takes a project key (Authorization: Bearer <key>)."
+
+    def has_permission(self, request, view) -> bool:
+        return _authenticated(request) and is_project_key(request.user)

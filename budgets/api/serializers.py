@@ -265,3 +265,41 @@ class AlertSerializer(serializers.ModelSerializer):
             "deliveries",
         ]
         read_only_fields = fields
+
+
+class BudgetCheckSerializer(serializers.Serializer):
+    """The question an agent asks before it spends (`POST /api/budgets/check`)."""
+
+    agent = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    session = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    trace_id = serializers.RegexField(
+        r"^[0-9a-fA-F]{32}$",
+        required=False,
+        allow_blank=True,
+        default="",
+        error_messages={"invalid": "Must be a trace id: 32 hexadecimal characters."},
+    )
+    estimated_cost = serializers.DecimalField(
+        max_digits=20,
+        decimal_places=10,
+        min_value=Decimal(0),
+        required=False,
+        default=Decimal(0),
+        help_text="USD the caller is about to spend",
+    )
+
+    def validate_trace_id(self, value: str) -> str:
+        return value.lower()
+
+
+class BudgetCheckEnvelopeSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    metric = serializers.ChoiceField(choices=BudgetEnvelope.Metric.choices)
+    remaining = serializers.DecimalField(max_digits=24, decimal_places=10)
+    state = serializers.CharField()
+
+
+class BudgetCheckAnswerSerializer(serializers.Serializer):
+    allow = serializers.BooleanField()
+    reason = serializers.ChoiceField(choices=["ok", "budget_exhausted", "run_cap_exceeded"])
+    envelopes = BudgetCheckEnvelopeSerializer(many=True)

@@ -1,9 +1,10 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from budgets.api import views
 
 urlpatterns = [
     path("budgets/", views.EnvelopeListView.as_view(), name="api-budget-list"),
+    re_path(r"^budgets/check/?$", views.BudgetCheckView.as_view(), name="api-budget-check"),
     path("budgets/<int:pk>/", views.EnvelopeDetailView.as_view(), name="api-budget-detail"),
     path("channels/", views.ChannelListView.as_view(), name="api-channel-list"),
     path("channels/<int:pk>/", views.ChannelDetailView.as_view(), name="api-channel-detail"),

@@ -1,4 +1,5 @@
-"""Budgets API: envelopes, channels, alerts (with acknowledgement) and the cost series.
+"""Budgets API: envelopes, channels, alerts (with acknowledgement), the cost series and
+the runtime budget check.
 
 Authentication (the API's defaults): a login session, HTTP Basic, a personal token
 (`Authorization: Token <token>`) or a project's ingest key (`Authorization: Bearer <key>`),
@@ -18,9 +19,21 @@ from rest_framework import exceptions, generics
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from budgets.api.permissions import PeopleWrite, StaffOnly, StaffWritesMembersRead
-from budgets.api.serializers import AlertSerializer, ChannelSerializer, EnvelopeSerializer
+from budgets.api.permissions import (
+    PeopleWrite,
+    ProjectKeyOnly,
+    StaffOnly,
+    StaffWritesMembersRead,
+)
+from budgets.api.serializers import (
+    AlertSerializer,
+    BudgetCheckAnswerSerializer,
+    BudgetCheckSerializer,
+    ChannelSerializer,
+    EnvelopeSerializer,
+)
 from budgets.models import Alert
+from budgets.runtime import budget_check
 from budgets.selectors import (
     BUCKET_SIZES,
     GROUP_BYS,
@@ -62,6 +75,37 @@ class EnvelopeDetailView(generics.RetrieveUpdateDestroyAPIView):
 
     def get_queryset(self):
         return envelope_list_for_user(user=self.request.user).prefetch_related("channels")
+
+
+class BudgetCheckView(APIView):
+    """May the agent spend this now? Answered with the project key, from each covering
+    envelope's last evaluation and the run's current cost (see budgets/runtime.py)."""
+
+    permission_classes = [ProjectKeyOnly]
+
+    @extend_schema(request=BudgetCheckSerializer, responses=BudgetCheckAnswerSerializer)
+    def post(self, request):
+        question = BudgetCheckSerializer(data=request.data)
+        question.is_valid(raise_exception=True)
+        answer = budget_check(
+            project_id=request.user.project_id, now=timezone.now(), **question.validated_data
+        )
+        return Response(
+            {
+                "allow": answer.allow,
+                "reason": answer.reason,
+                "envelopes": [
+                    {
+                        "name": e.name,
+                        "metric": e.metric,
+                        # Fixed notation: str() of a zero Decimal is "0E-10".
+                        "remaining": f"{e.remaining:.10f}",
+                        "state": e.state,
+                    }
+                    for e in answer.envelopes
+                ],
+            }
+        )
 
 
 # ------------------------------------------------------------------ channels

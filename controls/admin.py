@@ -1,0 +1,43 @@
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+
+from controls.models import ToolContract
+from controls.services import FIELDS, contract_clean
+
+
+class ToolContractForm(forms.ModelForm):
+    class Meta:
+        model = ToolContract
+        fields = ["project", *FIELDS]
+
+    def clean(self):
+        cleaned = super().clean()
+        data = {k: cleaned[k] for k in FIELDS if k in cleaned}
+        if len(data) == len(FIELDS):
+            try:
+                cleaned.update(contract_clean(data))
+            except ValidationError as exc:
+                # Keyed by field, so the admin shows each message beside its field.
+                for fname, messages in exc.message_dict.items():
+                    for message in messages:
+                        self.add_error(None if fname == "__all__" else fname, message)
+        return cleaned
+
+
+@admin.register(ToolContract)
+class ToolContractAdmin(admin.ModelAdmin):
+    form = ToolContractForm
+    list_display = [
+        "name",
+        "version",
+        "project",
+        "status",
+        "risk",
+        "side_effects",
+        "requires_idempotency_key",
+        "created_at",
+    ]
+    list_filter = ["project", "status", "risk", "side_effects"]
+    search_fields = ["name", "version", "description"]
+    readonly_fields = ["created_at"]
