@@ -355,6 +355,8 @@ CELERY_TIMEZONE = "UTC"
 # next run, so a worker that was down does not find a backlog of identical runs.
 ROLLUP_EVERY_SECONDS = env.int("ROLLUP_EVERY_SECONDS", default=20)
 EVALUATE_EVERY_SECONDS = env.int("EVALUATE_EVERY_SECONDS", default=60)
+# Tool spans are checked against their contracts within this many hours of arriving.
+CONTRACT_CHECK_WINDOW_HOURS = env.int("CONTRACT_CHECK_WINDOW_HOURS", default=24)
 CELERY_BEAT_SCHEDULE = {
     # Fold new spans, then evaluate the budgets they moved: a chain (agentops_site/celery.py).
     "fold-then-evaluate": {
@@ -376,6 +378,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "budgets.tasks.deliver_pending",
         "schedule": 300,
         "options": {"expires": 300},
+    },
+    # Tool spans against the contract registry, off the ingest path (controls/checks.py).
+    "check-contracts": {
+        "task": "controls.tasks.check_contracts",
+        "schedule": 30,
+        "options": {"expires": 30},
     },
 }
 

@@ -51,3 +51,109 @@ class ToolContract(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.version}"
+
+
+class ContractCheck(models.Model):
+    """The verdict on one tool span against the contract registry, written once per span.
+
+    Unique on (project, trace_id, span_id) and inserted with ON CONFLICT DO NOTHING, so a
+    re-run or two concurrent workers never count a span twice.
+    """
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "OK"
+        NO_CONTRACT = "no_contract", "No contract"
+        UNKNOWN_VERSION = "unknown_version", "Unknown version"
+        ARGUMENTS_INVALID = "arguments_invalid", "Arguments invalid"
+        RESULT_INVALID = "result_invalid", "Result invalid"
+        IDEMPOTENCY_KEY_MISSING = "idempotency_key_missing", "Idempotency key missing"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    trace_id = models.CharField(max_length=32)
+    span_id = models.CharField(max_length=16)
+    tool_name = models.CharField(max_length=200)
+    contract = models.ForeignKey(
+        ToolContract, on_delete=models.SET_NULL, null=True, blank=True, related_name="checks"
+    )
+    contract_version = models.CharField(max_length=64, blank=True, default="")
+    agent = models.CharField(max_length=200, blank=True, default="")
+    agent_version = models.CharField(max_length=100, blank=True, default="")
+    outcome = models.CharField(max_length=32, choices=Outcome.choices)
+    detail = models.JSONField(
+        default=dict, blank=True, help_text='{"pointer": ..., "message": ...}'
+    )
+    span_started_at = models.DateTimeField()
+    checked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "trace_id", "span_id"], name="contractcheck_unique_span"
+            )
+        ]
+        indexes = [
+            # Violation rates read a project's checks by span start over a window.
+            models.Index(fields=["project", "span_started_at"], name="contractcheck_window_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name} {self.span_id}: {self.outcome}"
+
+
+class PolicyVersion(models.Model):
+    """One saved text of a project's Cedar policies. Each save is a new row; old versions
+    stay readable. At most one version per project is active (the one the check uses)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="policy_versions")
+    number = models.PositiveIntegerField(help_text="1, 2, … per project")
+    text = models.TextField(help_text="Cedar policies")
+    # A name, not a foreign key: the audit trail outlives the account.
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    active = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["project", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "number"], name="policyversion_unique_number"
+            ),
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=models.Q(active=True),
+                name="policyversion_one_active",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"policies v{self.number}"
+
+
+class PolicyDecision(models.Model):
+    """The audit row of one `POST /api/policy/check` answer; `public_id` is its decision_id."""
+
+    class Decision(models.TextChoices):
+        ALLOW = "allow", "Allow"
+        DENY = "deny", "Deny"
+        ESCALATE = "escalate", "Escalate"
+
+    public_id = models.UUIDField(unique=True, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="policy_decisions")
+    agent = models.CharField(max_length=200)
+    agent_version = models.CharField(max_length=64, blank=True, default="")
+    phase = models.CharField(max_length=16, blank=True, default="", help_text="As declared")
+    claimed_phase = models.CharField(max_length=16, blank=True, default="")
+    tool = models.CharField(max_length=200)
+    decision = models.CharField(max_length=16, choices=Decision.choices)
+    policy_ids = models.JSONField(default=list, blank=True)
+    policy_version = models.PositiveIntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=500, blank=True, default="")
+    latency_us = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "created_at"], name="policydecision_window_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.agent} → {self.tool}: {self.decision}"

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.db.models import Min
 
-from rollouts.models import BASELINE_PHASE, Kpi, RunRollup
+from rollouts.models import BASELINE_PHASE, AgentPhase, Kpi, RunRollup
 from rollouts.stats import Lift, MeanStats, OutcomeSums, RateStats, newcombe_diff, welch_diff
 from traces.models import Outcome, Phase
 from traces.rollups import Histogram
@@ -313,3 +313,20 @@ def baseline_for(
         baseline={"agent_version": previous},
         label=f"version {previous}",
     )
+
+
+def declared_phase_query(*, project_id: int, agent: str, at: datetime):
+    """The phase the console declares for the agent at `at` (its `AgentPhase` in force), as
+    a one-row query of `phase` to use as a subquery; empty when none is declared."""
+    return (
+        AgentPhase.objects.filter(project_id=project_id, agent=agent, since__lte=at)
+        .order_by("-since")
+        .values("phase")[:1]
+    )
+
+
+def declared_phase(*, project_id: int, agent: str, at: datetime) -> str:
+    """The declared phase (see `declared_phase_query`), or "" when none is declared.
+    Uncached: a demotion applies to the next read."""
+    row = declared_phase_query(project_id=project_id, agent=agent, at=at).first()
+    return row["phase"] if row else ""

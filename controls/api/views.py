@@ -8,17 +8,27 @@ changed through `manage.py contracts apply`.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, generics, status
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from controls.api.serializers import ToolContractSerializer
 from controls.models import ToolContract
-from controls.selectors import contract_list_for_user
+from controls.selectors import (
+    VIOLATION_BY,
+    contract_list_for_user,
+    contract_violation_rates,
+    uncontracted_tools,
+)
 from controls.services import contract_upsert
 from traces.models import Membership
-from traces.selectors import project_role_for_user
+from traces.selectors import TraceFilters, project_get_for_user, project_role_for_user
 
 
 def _is_project_key(user) -> bool:
@@ -94,3 +104,59 @@ class ContractDetailView(generics.RetrieveAPIView):
 
     def get_queryset(self):
         return contract_list_for_user(user=self.request.user)
+
+
+VIOLATION_PARAMS = [
+    OpenApiParameter("project", str, required=True, description="Project slug"),
+    OpenApiParameter("since", str, description="ISO 8601; default: 24 hours before until"),
+    OpenApiParameter("until", str, description="ISO 8601; default: now"),
+    OpenApiParameter(
+        "by",
+        str,
+        description=f"Comma-separated, some of {', '.join(VIOLATION_BY)} (default: all)",
+    ),
+]
+MAX_VIOLATION_WINDOW = timedelta(days=90)
+
+
+class ViolationsView(APIView):
+    """Contract violation rates of a project's tool calls over a window, per tool, tool
+    version, agent and agent version (or the `by` you choose), with the trace ids of the
+    offending runs (latest first), and the tools called with no contract."""
+
+    @extend_schema(parameters=VIOLATION_PARAMS, responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        params = request.query_params
+        errors: dict[str, list[str]] = {}
+        filters = TraceFilters.from_params(
+            {"since": params.get("since", ""), "until": params.get("until", "")}
+        )
+        for message in filters.errors or []:
+            errors.setdefault(message.split(" ", 1)[0], []).append(message)
+        by = tuple(b.strip() for b in params.get("by", "").split(",") if b.strip())
+        by = by or tuple(VIOLATION_BY)
+        if any(b not in VIOLATION_BY for b in by):
+            errors["by"] = [f"Must be some of {', '.join(VIOLATION_BY)}."]
+        slug = params.get("project", "").strip()
+        if not slug:
+            errors["project"] = ["Required: a project slug."]
+        until = filters.until or timezone.now()
+        since = filters.since or until - timedelta(hours=24)
+        if "since" not in errors and "until" not in errors:
+            if since >= until:
+                errors["since"] = ["Must be before until."]
+            elif until - since > MAX_VIOLATION_WINDOW:
+                errors["since"] = [f"The window is at most {MAX_VIOLATION_WINDOW.days} days."]
+        if errors:
+            raise exceptions.ValidationError(errors)
+        project = project_get_for_user(user=request.user, slug=slug)
+        return Response(
+            {
+                "project": project.slug,
+                "since": since,
+                "until": until,
+                "by": list(by),
+                "rates": contract_violation_rates(project.pk, since, until, by),
+                "uncontracted_tools": uncontracted_tools(project.pk, since, until),
+            }
+        )

@@ -1,0 +1,320 @@
+"""Runtime policy gates: a project's Cedar policies, versioned, and the decision they give.
+
+The Cedar request of one check:
+
+* principal ``Agent::"<agent>"`` with ``version`` (as the agent sends it) and ``phase``
+  (the phase the console declares for the agent, never the one in the request; "" when
+  none is declared);
+* action ``Action::"call_tool"``;
+* resource ``Tool::"<tool>"`` with ``risk`` and ``side_effects`` from the tool's latest
+  contract, and ``contracted``; a tool with no contract reads as risk "unknown" with side
+  effects;
+* context ``{arguments, amount, risk, confidence, hour}``. Cedar has no floats, so
+  ``amount`` is in cents (a Long: 12.34 → 1234) and ``confidence`` in thousandths
+  (0.85 → 850); ``hour`` is the UTC hour. ``arguments`` is a record whose fields the
+  schema cannot know: read one behind a ``has`` test (``context.arguments has order_id &&
+  context.arguments.order_id == "…"``).
+
+Decisions: allow when a ``permit`` matches and no ``forbid`` does; escalate when every
+matching ``forbid`` is annotated ``@escalate("<reason>")``; deny otherwise. With no
+active policy version the answer is deny, reason "no policy" (fail closed).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import cedarpy
+import orjson
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Max, Subquery
+
+from controls.models import PolicyDecision, PolicyVersion, ToolContract
+from rollouts.selectors import declared_phase_query
+from traces.models import Project
+
+SCHEMA = """
+entity Agent = { version: String, phase: String };
+entity Tool = { risk: String, side_effects: Bool, contracted: Bool };
+action call_tool appliesTo {
+  principal: [Agent],
+  resource: [Tool],
+  context: {
+    arguments: {},
+    amount: Long,
+    risk: String,
+    confidence: Long,
+    hour: Long,
+  },
+};
+"""
+_SCHEMA = cedarpy.Schema.from_str(SCHEMA)
+MAX_TEXT = 200_000
+NO_POLICY = "no policy"
+UNKNOWN_RISK = "unknown"
+
+
+@dataclass(frozen=True)
+class CompiledPolicies:
+    """A version's parsed PolicySet and, per Cedar policy id, its annotations."""
+
+    policies: Any
+    annotations: dict[str, dict[str, str]]
+
+
+@dataclass
+class PolicyAnswer:
+    decision: str
+    policy_ids: list[str]
+    policy_version: int | None
+    reason: str
+    decision_id: str
+    phase: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+def policy_text_clean(text: Any) -> str:
+    """The text if it parses and validates against the schema; else ValidationError({"text"})."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationError({"text": ["Required: the Cedar policies, as text."]})
+    if len(text) > MAX_TEXT:
+        raise ValidationError({"text": [f"At most {MAX_TEXT} characters."]})
+    result = cedarpy.validate_policies(text, _SCHEMA)
+    if not result.validation_passed:
+        raise ValidationError({"text": [e.error for e in result.errors] or ["Invalid policies."]})
+    return text
+
+
+def policy_version_create(*, project: Project, text: Any, created_by: str = "") -> PolicyVersion:
+    """Validate and save the text as the project's next version, which becomes the active one."""
+    text = policy_text_clean(text)
+    with transaction.atomic():
+        # Serialises concurrent saves of one project (a no-op on SQLite, which has one writer).
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        last = PolicyVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"]
+        PolicyVersion.objects.filter(project=project, active=True).update(active=False)
+        return PolicyVersion.objects.create(
+            project=project,
+            number=(last or 0) + 1,
+            text=text,
+            created_by=created_by[:150],
+            active=True,
+        )
+
+
+# Parsed policy sets by version. A version's text never changes, so an entry is never
+# stale; activating another version changes the key the check looks up. The key carries
+# the creation time as well as the id because SQLite may reuse the id of a deleted row.
+_VersionKey = tuple[int, datetime]
+_compiled: dict[_VersionKey, CompiledPolicies] = {}
+_compiled_lock = threading.Lock()
+_COMPILED_MAX = 512
+
+
+def _compile(text: str) -> CompiledPolicies:
+    parsed = orjson.loads(cedarpy.policies_to_json_str(text))
+    annotations = {
+        pid: dict(p.get("annotations") or {})
+        for pid, p in (parsed.get("staticPolicies") or {}).items()
+    }
+    return CompiledPolicies(policies=cedarpy.PolicySet.from_str(text), annotations=annotations)
+
+
+def _compiled_for(key: _VersionKey) -> CompiledPolicies:
+    hit = _compiled.get(key)
+    if hit is not None:
+        return hit
+    text = PolicyVersion.objects.values_list("text", flat=True).get(pk=key[0])
+    compiled = _compile(text)
+    with _compiled_lock:
+        if len(_compiled) >= _COMPILED_MAX:
+            _compiled.clear()
+        _compiled[key] = compiled
+    return compiled
+
+
+_LONG = 2**63
+
+
+def cedar_value(value: Any) -> Any:
+    """A JSON value as Cedar takes it: Cedar has no floats and no nulls, and its Longs are
+    64-bit, so a float or an out-of-range integer becomes its decimal string and a null
+    field is left out (`has` is false for it)."""
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value if -_LONG <= value < _LONG else str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): cedar_value(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [cedar_value(v) for v in value if v is not None]
+    return str(value)
+
+
+def cents(amount: Decimal) -> int:
+    return int(amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) * 100)
+
+
+def thousandths(confidence: Decimal) -> int:
+    return int((confidence * 1000).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def policy_evaluate(
+    *,
+    compiled: CompiledPolicies,
+    agent: str,
+    agent_version: str,
+    phase: str,
+    tool: str,
+    contract: dict[str, Any] | None,
+    arguments: dict[str, Any],
+    amount: Decimal,
+    risk: str,
+    confidence: Decimal,
+    now: datetime,
+) -> tuple[str, list[str], str]:
+    """(decision, policy ids, reason) of Cedar's answer to one request. Pure: no database."""
+    entities = [
+        {
+            "uid": {"type": "Agent", "id": agent},
+            "attrs": {"version": agent_version, "phase": phase},
+            "parents": [],
+        },
+        {
+            "uid": {"type": "Tool", "id": tool},
+            "attrs": {
+                "risk": contract["risk"] if contract else UNKNOWN_RISK,
+                "side_effects": contract["side_effects"] if contract else True,
+                "contracted": contract is not None,
+            },
+            "parents": [],
+        },
+    ]
+    request = {
+        "principal": {"type": "Agent", "id": agent},
+        "action": {"type": "Action", "id": "call_tool"},
+        "resource": {"type": "Tool", "id": tool},
+        "context": {
+            "arguments": cedar_value(arguments),
+            "amount": cents(amount),
+            "risk": risk,
+            "confidence": thousandths(confidence),
+            "hour": now.astimezone(UTC).hour,
+        },
+    }
+    result = cedarpy.is_authorized(request, compiled.policies, entities)
+    # Cedar returns the matching policies as a set; policy0, policy1, … is their text order.
+    matched = sorted(result.diagnostics.reasons, key=lambda pid: (len(pid), pid))
+    notes = [compiled.annotations.get(pid, {}) for pid in matched]
+    ids = [n.get("id", pid) for pid, n in zip(matched, notes, strict=True)]
+    if result.allowed:
+        return PolicyDecision.Decision.ALLOW, ids, f"permitted by {', '.join(ids)}"
+    if not matched:
+        errors = "; ".join(str(e) for e in result.diagnostics.errors)
+        reason = "no policy permits this" + (f" (policy errors: {errors})" if errors else "")
+        return PolicyDecision.Decision.DENY, ids, reason[:500]
+    # A plain forbid is stronger than an escalation: escalate only when every forbid
+    # that matched asks for it.
+    if all("escalate" in n for n in notes):
+        reasons = list(dict.fromkeys(n["escalate"] for n in notes))
+        return PolicyDecision.Decision.ESCALATE, ids, "; ".join(reasons)[:500]
+    return PolicyDecision.Decision.DENY, ids, f"forbidden by {', '.join(ids)}"[:500]
+
+
+def policy_check(
+    *,
+    project_id: int,
+    agent: str,
+    tool: str,
+    agent_version: str = "",
+    phase: str = "",
+    arguments: dict[str, Any] | None = None,
+    amount: Decimal = Decimal(0),
+    risk: str = "",
+    confidence: Decimal = Decimal(0),
+    now: datetime | None = None,
+) -> PolicyAnswer:
+    """Decide one tool call with the project's active policies and record the decision.
+
+    `phase` is what the agent claims; it is recorded, never used. Two queries: one read
+    (the active version, the declared phase, the tool's contract) and the audit insert;
+    plus the version's text the first time this process sees that version."""
+    started = time.perf_counter()
+    now = now or datetime.now(UTC)
+    # The active version, the declared phase and the tool's contract in one round trip.
+    version = PolicyVersion.objects.filter(project_id=project_id, active=True)
+    contract_q = ToolContract.objects.filter(project_id=project_id, name=tool).order_by(
+        "-created_at", "-id"
+    )
+    row = (
+        Project.objects.filter(pk=project_id)
+        .values(
+            version_id=Subquery(version.values("id")[:1]),
+            version_at=Subquery(version.values("created_at")[:1]),
+            number=Subquery(version.values("number")[:1]),
+            phase=Subquery(declared_phase_query(project_id=project_id, agent=agent, at=now)),
+            risk=Subquery(contract_q.values("risk")[:1]),
+            side_effects=Subquery(contract_q.values("side_effects")[:1]),
+        )
+        .get()
+    )
+    declared, number = row["phase"] or "", row["number"]
+    if row["version_id"] is None:
+        decision, ids, reason = PolicyDecision.Decision.DENY, [], NO_POLICY
+    else:
+        contract = None
+        if row["risk"] is not None:
+            contract = {"risk": row["risk"], "side_effects": row["side_effects"]}
+        decision, ids, reason = policy_evaluate(
+            compiled=_compiled_for((row["version_id"], row["version_at"])),
+            agent=agent,
+            agent_version=agent_version,
+            phase=declared,
+            tool=tool,
+            contract=contract,
+            arguments=arguments or {},
+            amount=amount,
+            risk=risk,
+            confidence=confidence,
+            now=now,
+        )
+    latency_us = int((time.perf_counter() - started) * 1_000_000)
+    # No savepoint: inside a caller's transaction the setting applies to all of it.
+    with transaction.atomic(savepoint=False):
+        if connection.vendor == "postgresql":
+            # The audit row does not wait for its WAL flush (the check's p99 was the fsync):
+            # a server crash may lose the last fraction of a second of decision rows, never
+            # corrupt them.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        row = PolicyDecision.objects.create(
+            public_id=uuid.uuid4(),
+            project_id=project_id,
+            agent=agent,
+            agent_version=agent_version,
+            phase=declared,
+            claimed_phase=phase[:16],
+            tool=tool,
+            decision=decision,
+            policy_ids=ids,
+            policy_version=number,
+            reason=reason,
+            latency_us=latency_us,
+        )
+    return PolicyAnswer(
+        decision=str(decision),
+        policy_ids=ids,
+        policy_version=number,
+        reason=reason,
+        decision_id=str(row.public_id),
+        phase=declared,
+    )

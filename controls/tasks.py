@@ -1,0 +1,19 @@
+"""Celery tasks of the controls app. Thin: they call a service."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from celery import shared_task
+from django.conf import settings
+
+from controls.checks import contract_checks_run
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def check_contracts() -> int:
+    """Check the tool spans received in the trailing CONTRACT_CHECK_WINDOW_HOURS that have
+    no contract check yet (every 30 s from the beat). The window bounds the scan on a large
+    span table; `manage.py check_contracts` sweeps everything."""
+    since = datetime.now(UTC) - timedelta(hours=settings.CONTRACT_CHECK_WINDOW_HOURS)
+    return contract_checks_run(since=since)
