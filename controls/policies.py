@@ -230,6 +230,63 @@ def policy_evaluate(
     return PolicyDecision.Decision.DENY, ids, f"forbidden by {', '.join(ids)}"[:500]
 
 
+_READ_FIELDS = ("version_id", "version_at", "number", "phase", "risk", "side_effects")
+
+
+def _read_query(*, project_id: int, agent: str, tool: str, at: datetime):
+    version = PolicyVersion.objects.filter(project_id=project_id, active=True)
+    contract_q = ToolContract.objects.filter(project_id=project_id, name=tool).order_by(
+        "-created_at", "-id"
+    )
+    return Project.objects.filter(pk=project_id).values_list(
+        Subquery(version.values("id")[:1]),
+        Subquery(version.values("created_at")[:1]),
+        Subquery(version.values("number")[:1]),
+        Subquery(declared_phase_query(project_id=project_id, agent=agent, at=at)),
+        Subquery(contract_q.values("risk")[:1]),
+        Subquery(contract_q.values("side_effects")[:1]),
+    )
+
+
+# Compiling that query (five subqueries) cost about 1.8 ms, more than the rest of a check:
+# it is compiled once per process with sentinel values, which are then swapped for each
+# call's own (the parameters come out in the same order whatever their values).
+_SENTINELS = {
+    "project_id": -7_301_998_245,
+    "agent": "\x01agent\x01",
+    "tool": "\x01tool\x01",
+    "at": datetime(1901, 2, 3, 4, 5, 6, 789, tzinfo=UTC),
+}
+_compiled_read: dict[str, tuple[str, list[str]]] = {}
+
+
+def _read_row(*, project_id: int, agent: str, tool: str, at: datetime) -> dict[str, Any]:
+    key = connection.vendor
+    if key not in _compiled_read:
+        sql, params = _read_query(**_SENTINELS).query.sql_with_params()
+        by_value = {repr(v): name for name, v in _SENTINELS.items()}
+        # Some backends hand the datetime over already adapted (SQLite: as text).
+        by_value[repr(connection.ops.adapt_datetimefield_value(_SENTINELS["at"]))] = "at*"
+        _compiled_read[key] = (sql, [by_value[repr(p)] for p in params])
+    sql, names = _compiled_read[key]
+    values = {
+        "project_id": project_id,
+        "agent": agent,
+        "tool": tool,
+        "at": at,
+        "at*": connection.ops.adapt_datetimefield_value(at),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [values[n] for n in names])
+        found = cursor.fetchone()
+    if found is None:
+        return dict.fromkeys(_READ_FIELDS)
+    row = dict(zip(_READ_FIELDS, found, strict=True))
+    if isinstance(row["version_at"], str):  # SQLite returns text for a subquery datetime
+        row["version_at"] = datetime.fromisoformat(row["version_at"])
+    return row
+
+
 def policy_check(
     *,
     project_id: int,
@@ -251,22 +308,7 @@ def policy_check(
     started = time.perf_counter()
     now = now or datetime.now(UTC)
     # The active version, the declared phase and the tool's contract in one round trip.
-    version = PolicyVersion.objects.filter(project_id=project_id, active=True)
-    contract_q = ToolContract.objects.filter(project_id=project_id, name=tool).order_by(
-        "-created_at", "-id"
-    )
-    row = (
-        Project.objects.filter(pk=project_id)
-        .values(
-            version_id=Subquery(version.values("id")[:1]),
-            version_at=Subquery(version.values("created_at")[:1]),
-            number=Subquery(version.values("number")[:1]),
-            phase=Subquery(declared_phase_query(project_id=project_id, agent=agent, at=now)),
-            risk=Subquery(contract_q.values("risk")[:1]),
-            side_effects=Subquery(contract_q.values("side_effects")[:1]),
-        )
-        .get()
-    )
+    row = _read_row(project_id=project_id, agent=agent, tool=tool, at=now)
     declared, number = row["phase"] or "", row["number"]
     if row["version_id"] is None:
         decision, ids, reason = PolicyDecision.Decision.DENY, [], NO_POLICY
