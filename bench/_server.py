@@ -46,3 +46,24 @@ def start(*, server: str, port: int, workers: int, env: dict, preload: bool = Tr
             time.sleep(0.2)
     proc.terminate()
     raise SystemExit("the server did not come up")
+
+
+def use_fresh_database(*, pg: str, name: str, sqlite: bool = False) -> None:
+    """Point this process's Django at a new, empty, migrated database: PostgreSQL `name`
+    at `pg` (dropped and created), or a SQLite file in a temporary folder."""
+    import os
+    import tempfile
+
+    if sqlite:
+        os.environ["DATABASE_URL"] = f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.sqlite3'}"
+    else:
+        for sql in (f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}"):
+            subprocess.run(["psql", f"{pg}/postgres", "-qtAc", sql], check=True)
+        os.environ["DATABASE_URL"] = f"{pg}/{name}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentops_site.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)

@@ -18,11 +18,9 @@ covered a call.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -31,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from evaluate_budgets import AGENTS, NOW, envelopes, generate, psql
+from _server import use_fresh_database
+from evaluate_budgets import AGENTS, NOW, envelopes, generate
 
 
 def main() -> None:
@@ -42,19 +41,8 @@ def main() -> None:
     p.add_argument("--db", default="agentops_bench_check", help="PostgreSQL database (dropped)")
     p.add_argument("--sqlite", action="store_true", help="use a SQLite file instead")
     args = p.parse_args()
-    if args.sqlite:
-        path = Path(tempfile.mkdtemp()) / "bench.sqlite3"
-        os.environ["DATABASE_URL"] = f"sqlite:///{path}"
-    else:
-        psql(f"{args.pg}/postgres", f"DROP DATABASE IF EXISTS {args.db} WITH (FORCE)")
-        psql(f"{args.pg}/postgres", f"CREATE DATABASE {args.db}")
-        os.environ["DATABASE_URL"] = f"{args.pg}/{args.db}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentops_site.settings")
-    import django
-
-    django.setup()
+    use_fresh_database(pg=args.pg, name=args.db, sqlite=args.sqlite)
     from django.conf import settings
-    from django.core.management import call_command
     from django.db import connection
     from django.test import Client
     from django.utils import timezone
@@ -64,7 +52,6 @@ def main() -> None:
     from traces.models import Project
     from traces.services import ingest_key_create
 
-    call_command("migrate", verbosity=0)
     rnd = random.Random(42)
     t = time.perf_counter()
     generate(rnd)

@@ -24,12 +24,9 @@ count of each; median of --runs steady evaluations.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -37,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from _server import use_fresh_database
 
 DB = "agentops_bench_evaluate"
 NOW = datetime(2025, 11, 28, 14, 7, tzinfo=UTC)
@@ -47,10 +46,6 @@ SERVICES = [f"svc-{i}" for i in range(3)]
 VERSIONS = ["v1", "v2"]
 ZONES = ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Asia/Tokyo"]
 USERS = [f"user-{i}" for i in range(200)]
-
-
-def psql(url: str, sql: str) -> None:
-    subprocess.run(["psql", url, "-qtAc", sql], check=True)
 
 
 def generate(rnd: random.Random) -> None:
@@ -195,23 +190,11 @@ def main() -> None:
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     p.add_argument("--sqlite", action="store_true", help="use a SQLite file instead")
     args = p.parse_args()
-    if args.sqlite:
-        path = Path(tempfile.mkdtemp()) / "bench.sqlite3"
-        os.environ["DATABASE_URL"] = f"sqlite:///{path}"
-    else:
-        psql(f"{args.pg}/postgres", f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        psql(f"{args.pg}/postgres", f"CREATE DATABASE {DB}")
-        os.environ["DATABASE_URL"] = f"{args.pg}/{DB}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentops_site.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    use_fresh_database(pg=args.pg, name=DB, sqlite=args.sqlite)
     from django.db import connection
 
     from budgets.evaluate import budgets_evaluate_all
 
-    call_command("migrate", verbosity=0)
     rnd = random.Random(42)
     t = time.perf_counter()
     generate(rnd)

@@ -17,27 +17,22 @@ time, recorded on each audit row as latency_us, is printed too (it excludes the 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from _server import use_fresh_database
 
 AGENTS = [f"agent-{i}" for i in range(10)]
 TOOLS = [f"tool_{i}" for i in range(50)]
 RISKS = ["low", "medium", "high", "critical"]
 PHASES = ["shadow", "bounded", "expanded"]
-
-
-def psql(url: str, sql: str) -> None:
-    subprocess.run(["psql", url, "-qtAc", sql], check=True)
 
 
 def policies(rnd: random.Random, n: int) -> str:
@@ -83,19 +78,8 @@ def main() -> None:
     p.add_argument("--db", default="agentops_bench_policy", help="PostgreSQL database (dropped)")
     p.add_argument("--sqlite", action="store_true", help="use a SQLite file instead")
     args = p.parse_args()
-    if args.sqlite:
-        path = Path(tempfile.mkdtemp()) / "bench.sqlite3"
-        os.environ["DATABASE_URL"] = f"sqlite:///{path}"
-    else:
-        psql(f"{args.pg}/postgres", f"DROP DATABASE IF EXISTS {args.db} WITH (FORCE)")
-        psql(f"{args.pg}/postgres", f"CREATE DATABASE {args.db}")
-        os.environ["DATABASE_URL"] = f"{args.pg}/{args.db}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentops_site.settings")
-    import django
-
-    django.setup()
+    use_fresh_database(pg=args.pg, name=args.db, sqlite=args.sqlite)
     from django.conf import settings
-    from django.core.management import call_command
     from django.db import connection
     from django.test import Client
 
@@ -106,7 +90,6 @@ def main() -> None:
     from traces.models import Project
     from traces.services import ingest_key_create
 
-    call_command("migrate", verbosity=0)
     rnd = random.Random(42)
     project = Project.objects.create(slug="bench", name="bench")
     for tool in TOOLS:
