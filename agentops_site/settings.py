@@ -357,6 +357,10 @@ ROLLUP_EVERY_SECONDS = env.int("ROLLUP_EVERY_SECONDS", default=20)
 EVALUATE_EVERY_SECONDS = env.int("EVALUATE_EVERY_SECONDS", default=60)
 # Tool spans are checked against their contracts within this many hours of arriving.
 CONTRACT_CHECK_WINDOW_HOURS = env.int("CONTRACT_CHECK_WINDOW_HOURS", default=24)
+# The same idempotency key executed twice this many hours apart or less is a duplicate.
+IDEMPOTENCY_WINDOW_HOURS = env.int("IDEMPOTENCY_WINDOW_HOURS", default=24)
+# More attempts than this of one call in one run is a retry storm.
+RETRY_STORM_ATTEMPTS = env.int("RETRY_STORM_ATTEMPTS", default=5)
 CELERY_BEAT_SCHEDULE = {
     # Fold new spans, then evaluate the budgets they moved: a chain (agentops_site/celery.py).
     "fold-then-evaluate": {
