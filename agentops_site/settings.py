@@ -83,6 +83,8 @@ MIDDLEWARE = [
     # A database outage raised by a view is a 503 page or JSON body (handler500 in
     # urls.py covers the ones raised by the middleware below).
     "agentops_site.outage.OutageMiddleware",
+    # A NUL in the URL or query string is a 400, not a PostgreSQL error in some filter.
+    "agentops_site.nul.RefuseNulMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

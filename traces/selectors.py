@@ -27,6 +27,8 @@ def project_list_for_user(*, user) -> QuerySet[Project]:
 
 def project_get_for_user(*, user, slug: str) -> Project:
     """The project, or 404 when it does not exist *or* the user may not see it."""
+    if "\x00" in slug or len(slug) > 200:  # no slug is like that; PostgreSQL refuses NUL
+        raise Http404("No such project")
     try:
         return project_list_for_user(user=user).get(slug=slug)
     except Project.DoesNotExist:

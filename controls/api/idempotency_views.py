@@ -3,23 +3,18 @@ the contract violations (`controls.api.views.ViolationsView`)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controls.api.views import MAX_VIOLATION_WINDOW
+from controls.api.views import project_window
 from controls.idempotency import (
     duplicate_side_effects,
     retried_model_cost,
     retry_storms,
     unkeyed_retries,
 )
-from traces.selectors import TraceFilters, project_get_for_user
 
 PARAMS = [
     OpenApiParameter("project", str, required=True, description="Project slug"),
@@ -34,26 +29,7 @@ class IdempotencyView(APIView):
 
     @extend_schema(parameters=PARAMS, responses=OpenApiTypes.OBJECT)
     def get(self, request):
-        params = request.query_params
-        errors: dict[str, list[str]] = {}
-        filters = TraceFilters.from_params(
-            {"since": params.get("since", ""), "until": params.get("until", "")}
-        )
-        for message in filters.errors or []:
-            errors.setdefault(message.split(" ", 1)[0], []).append(message)
-        slug = params.get("project", "").strip()
-        if not slug:
-            errors["project"] = ["Required: a project slug."]
-        until = filters.until or timezone.now()
-        since = filters.since or until - timedelta(hours=24)
-        if "since" not in errors and "until" not in errors:
-            if since >= until:
-                errors["since"] = ["Must be before until."]
-            elif until - since > MAX_VIOLATION_WINDOW:
-                errors["since"] = [f"The window is at most {MAX_VIOLATION_WINDOW.days} days."]
-        if errors:
-            raise exceptions.ValidationError(errors)
-        project = project_get_for_user(user=request.user, slug=slug)
+        project, since, until = project_window(request, {})
         window = {"project_id": project.pk, "since": since, "until": until}
         costs = [{**row, "cost_usd": str(row["cost_usd"])} for row in retried_model_cost(**window)]
         return Response(

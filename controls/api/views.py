@@ -119,6 +119,31 @@ VIOLATION_PARAMS = [
 MAX_VIOLATION_WINDOW = timedelta(days=90)
 
 
+def project_window(request, errors: dict[str, list[str]]):
+    """The project (`?project=`, one of the user's, else 404) and the window (`?since=`,
+    `?until=`; the last 24 h by default, at most 90 days) of a controls report. Raises a
+    field-level 400 with `errors`, plus any of its own."""
+    params = request.query_params
+    filters = TraceFilters.from_params(
+        {"since": params.get("since", ""), "until": params.get("until", "")}
+    )
+    for message in filters.errors or []:
+        errors.setdefault(message.split(" ", 1)[0], []).append(message)
+    slug = params.get("project", "").strip()
+    if not slug:
+        errors["project"] = ["Required: a project slug."]
+    until = filters.until or timezone.now()
+    since = filters.since or until - timedelta(hours=24)
+    if "since" not in errors and "until" not in errors:
+        if since >= until:
+            errors["since"] = ["Must be before until."]
+        elif until - since > MAX_VIOLATION_WINDOW:
+            errors["since"] = [f"The window is at most {MAX_VIOLATION_WINDOW.days} days."]
+    if errors:
+        raise exceptions.ValidationError(errors)
+    return project_get_for_user(user=request.user, slug=slug), since, until
+
+
 class ViolationsView(APIView):
     """Contract violation rates of a project's tool calls over a window, per tool, tool
     version, agent and agent version (or the `by` you choose), with the trace ids of the
@@ -128,28 +153,11 @@ class ViolationsView(APIView):
     def get(self, request):
         params = request.query_params
         errors: dict[str, list[str]] = {}
-        filters = TraceFilters.from_params(
-            {"since": params.get("since", ""), "until": params.get("until", "")}
-        )
-        for message in filters.errors or []:
-            errors.setdefault(message.split(" ", 1)[0], []).append(message)
         by = tuple(b.strip() for b in params.get("by", "").split(",") if b.strip())
         by = by or tuple(VIOLATION_BY)
         if any(b not in VIOLATION_BY for b in by):
             errors["by"] = [f"Must be some of {', '.join(VIOLATION_BY)}."]
-        slug = params.get("project", "").strip()
-        if not slug:
-            errors["project"] = ["Required: a project slug."]
-        until = filters.until or timezone.now()
-        since = filters.since or until - timedelta(hours=24)
-        if "since" not in errors and "until" not in errors:
-            if since >= until:
-                errors["since"] = ["Must be before until."]
-            elif until - since > MAX_VIOLATION_WINDOW:
-                errors["since"] = [f"The window is at most {MAX_VIOLATION_WINDOW.days} days."]
-        if errors:
-            raise exceptions.ValidationError(errors)
-        project = project_get_for_user(user=request.user, slug=slug)
+        project, since, until = project_window(request, errors)
         return Response(
             {
                 "project": project.slug,
