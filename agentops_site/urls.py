@@ -49,4 +49,5 @@ urlpatterns = [
     path("", include("rollouts.urls")),
     path("", include("traces.urls")),
     path("", include("budgets.urls")),
+    path("", include("controls.urls")),
 ]

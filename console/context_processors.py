@@ -27,6 +27,7 @@ TAB_OF_URL = {
     "alert-list": "alerts",
     "alert-detail": "alerts",
     "cost": "cost",
+    "controls": "controls",
 }
 SWITCH_URL_OF_TAB = {
     "overview": "overview",
@@ -36,6 +37,7 @@ SWITCH_URL_OF_TAB = {
     "budgets": "budget-list",
     "alerts": "alert-list",
     "cost": "cost",
+    "controls": "controls",
 }
 
 

@@ -78,3 +78,15 @@ def tokens(n: int | None) -> str:
     if not n:
         return "—"
     return f"{n:,}"
+
+
+def percent(rate: float | None) -> str:
+    """A rate in 0..1 as a percentage: "0 %", "0.4 %", "12 %", "100 %"; "" for None."""
+    if rate is None:
+        return ""
+    p = rate * 100
+    if p == 0 or p >= 10:
+        return f"{p:.0f} %"
+    if p < 0.1:
+        return "<0.1 %"
+    return f"{p:.1f} %"

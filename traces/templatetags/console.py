@@ -9,6 +9,7 @@ register = template.Library()
 register.filter("usd", display.usd)
 register.filter("duration", display.duration)
 register.filter("tokens", display.tokens)
+register.filter("percent", display.percent)
 
 
 @register.filter
