@@ -35,6 +35,7 @@ from django.db.models import (
 )
 
 from traces import display
+from traces.annotations import SpanBadge, span_badges
 from traces.models import STEP_ROLES, CostSource, Project, Span, SpanStatus, Step, StepRole, Trace
 from traces.selectors import span_list_for_trace
 from traces.timeline_messages import Messages, extract_messages
@@ -684,9 +685,13 @@ class Timeline:
 
 
 def timeline_build(*, trace: Trace) -> Timeline:
-    """Everything the timeline page shows, in two queries."""
+    """Everything the timeline page shows, in two queries plus one per badge provider."""
     nodes = span_nodes_load(trace=trace)
     tree = span_tree(nodes)
+    payload = waterfall_payload(tree)
+    payload["badges"] = {
+        span_id: [b.row() for b in badges] for span_id, badges in span_badges(trace=trace).items()
+    }
     ids = storyline_span_ids(nodes, root_span_id=trace.root_span_id)
     texts = span_texts_load(trace=trace, span_ids=ids)
     story = storyline_build(
@@ -694,7 +699,7 @@ def timeline_build(*, trace: Trace) -> Timeline:
     )
     return Timeline(
         tree=tree,
-        payload=waterfall_payload(tree),
+        payload=payload,
         storyline=story,
         orphan_count=sum(1 for n in tree if n.orphan),
     )
@@ -809,6 +814,7 @@ class SpanDetail:
     events: list[EventView]
     links: list[dict[str, Any]]
     exception: ExceptionView | None
+    badges: list[SpanBadge] = field(default_factory=list)
 
 
 def _messages_view(messages: list[dict[str, Any]]) -> list[MessageView]:
@@ -904,6 +910,7 @@ def span_detail(*, span: Span, trace: Trace) -> SpanDetail:
         events=event_views,
         links=[lk for lk in (span.links or []) if isinstance(lk, dict)],
         exception=exception,
+        badges=span_badges(trace=trace, span_ids=[span.span_id]).get(span.span_id, []),
     )
 
 

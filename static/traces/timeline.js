@@ -16,6 +16,7 @@
       DETAIL = 8, TOKENS = 9, COST = 10, FLAGS = 11, MISSING = 12;
   var ORPHAN = 1, ERROR = 2, UNPRICED = 4;
 
+  var badges = data.badges || {};
   var total = data.total_ms > 0 ? data.total_ms : 1;
   var body = document.getElementById("wf-body");
   var axis = document.getElementById("wf-axis");
@@ -45,6 +46,14 @@
     var t = Math.round(s);
     if (t < 3600) return Math.floor(t / 60) + " min " + String(t % 60).padStart(2, "0") + " s";
     return Math.floor(t / 3600) + " h " + String(Math.floor((t % 3600) / 60)).padStart(2, "0") + " min";
+  }
+  // Badges the controls put on a span: [label, tone, reason].
+  function badgeTags(id) {
+    var list = badges[id];
+    if (!list) return "";
+    return list.map(function (b) {
+      return '<span class="tag tone-' + esc(b[1]) + '" title="' + esc(b[2]) + '">' + esc(b[0]) + "</span>";
+    }).join("");
   }
   function fmtTokens(v) { return v ? v.toLocaleString("en-US") : ""; }
 
@@ -80,6 +89,7 @@
         (r[DETAIL] && r[NAME].indexOf(r[DETAIL]) === -1 ? '<span class="sub">' + esc(r[DETAIL]) + "</span>" : "") +
         (err ? '<span class="tag err" title="error">!</span>' : "") +
         (flags & ORPHAN ? '<span class="tag orphan" title="parent span ' + esc(r[MISSING]) + ' was not received">orphan</span>' : "") +
+        badgeTags(r[ID]) +
         "</div>" +
         '<div class="wf-track"><div class="bar' + (err ? " err" : "") + '" style="left:' + left.toFixed(3) +
         "%;width:" + width.toFixed(3) + '%"></div></div>' +

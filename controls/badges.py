@@ -1,0 +1,46 @@
+"""What the controls say about a span, as badges on the trace timeline
+(`traces.annotations`; registered in `ControlsConfig.ready`)."""
+
+from __future__ import annotations
+
+from controls.models import ContractCheck
+from traces.annotations import SpanBadge
+from traces.models import Trace
+
+Outcome = ContractCheck.Outcome
+CONTRACT = "Tool contract"
+_SHORT = {
+    Outcome.UNKNOWN_VERSION: "unknown version",
+    Outcome.ARGUMENTS_INVALID: "arguments invalid",
+    Outcome.RESULT_INVALID: "result invalid",
+    Outcome.IDEMPOTENCY_KEY_MISSING: "no idempotency key",
+}
+
+
+def contract_badge(check: dict) -> SpanBadge:
+    """The badge of one contract check row (`tool_name`, `contract_version`, `outcome`,
+    `detail`)."""
+    outcome = check["outcome"]
+    contract = f"{check['tool_name']} {check['contract_version']}".strip()
+    detail = check["detail"] if isinstance(check["detail"], dict) else {}
+    message = str(detail.get("message") or "")
+    pointer = str(detail.get("pointer") or "")
+    if outcome == Outcome.OK:
+        return SpanBadge("contract ✓", "ok", f"Matches the contract {contract}.", CONTRACT)
+    if outcome == Outcome.NO_CONTRACT:
+        return SpanBadge(
+            "no contract", "info", message or f"No contract for {check['tool_name']}.", CONTRACT
+        )
+    where = f" at {pointer}" if pointer else ""
+    title = f"{Outcome(outcome).label}{where}: {message}" if message else Outcome(outcome).label
+    return SpanBadge(f"contract ✗ {_SHORT.get(outcome, outcome)}", "danger", title, CONTRACT)
+
+
+def contract_badges(*, trace: Trace, span_ids: list[str] | None = None) -> dict:
+    """The contract check of each checked span of the trace, in one indexed query (the
+    check's unique key starts with project, trace_id)."""
+    qs = ContractCheck.objects.filter(project_id=trace.project_id, trace_id=trace.trace_id)
+    if span_ids is not None:
+        qs = qs.filter(span_id__in=span_ids)
+    rows = qs.values("span_id", "tool_name", "contract_version", "outcome", "detail")
+    return {row["span_id"]: [contract_badge(row)] for row in rows}
