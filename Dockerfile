@@ -19,7 +19,9 @@ COPY rollouts ./rollouts
 COPY budgets ./budgets
 COPY controls ./controls
 COPY console ./console
-RUN pip install .
+COPY sdk ./sdk
+# The SDK (sdk/, its own package) drives the governed demo agents of `manage.py up`.
+RUN pip install . "./sdk[validate]"
 COPY manage.py ./
 COPY templates ./templates
 COPY static ./static

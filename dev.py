@@ -4,8 +4,9 @@
     python3 dev.py up      start the console on SQLite with a demo login and demo traffic
     python3 dev.py test    lint, check migrations and run the whole test suite
 
-Both create `.venv/` beside this file and install the project into it when
-pyproject.toml has changed since the last install. Extra arguments are passed on
+Both create `.venv/` beside this file and install the project, and the SDK in sdk/ (the
+governed demo agents use it), into it when pyproject.toml or sdk/pyproject.toml has
+changed since the last install. Extra arguments are passed on
 (`python3 dev.py up --port 9000`, `python3 dev.py test -k ingest`).
 """
 
@@ -35,11 +36,16 @@ def ensure_env(extra: str) -> None:
     if not PY.exists():
         print(f"Creating {VENV.name}/ …", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    spec = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extra.encode()).hexdigest()
+    manifests = (ROOT / "pyproject.toml").read_bytes() + (ROOT / "sdk/pyproject.toml").read_bytes()
+    spec = hashlib.sha256(manifests + extra.encode()).hexdigest()
     stamp = VENV / ".installed"
     if not stamp.exists() or stamp.read_text() != spec:
         target = f".[{extra}]" if extra else "."
-        run(PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", target)
+        # Both editable, in one resolution; the SDK with its validation extra (jsonschema).
+        run(
+            PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+            "-e", target, "-e", "./sdk[validate]",
+        )  # fmt: skip
         stamp.write_text(spec)
 
 

@@ -1,5 +1,12 @@
 """Budget envelopes for the demo project of `manage.py up`, so the Budgets, Alerts and
-Cost pages show something real on a fresh start."""
+Cost pages show something real on a fresh start.
+
+The governed demo agents (controls.demo_agent) ask `POST /api/budgets/check` before each
+model call, and every project-wide cost envelope covers them: the monthly limit is sized
+so the demo traffic (about $0.50 of history, then a few dollars an hour) leaves them room
+for the first hour rather than stopping every run after two minutes; the research
+agent's per-run cap ("Runaway research run") is what stops their runaway loop.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ DEMO_ENVELOPES = (
         "name": "Monthly LLM spend",
         "description": "The finance-approved ceiling for all demo agents this month.",
         "metric": BudgetEnvelope.Metric.COST,
-        "limit": Decimal("0.50"),
+        "limit": Decimal("5.00"),
         "period": BudgetEnvelope.Period.MONTH,
         "thresholds": [50, 80, 100],
     },

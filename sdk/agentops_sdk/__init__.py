@@ -1,6 +1,15 @@
 """Ask the AgentOps Console before acting, and say on the span what was asked and answered."""
 
 from agentops_sdk.client import BudgetDecision, Client, Decision, RequestRefused
+from agentops_sdk.contracts import ContractUnavailable, ContractViolation
 from agentops_sdk.tools import contracted_tool
 
-__all__ = ["BudgetDecision", "Client", "Decision", "RequestRefused", "contracted_tool"]
+__all__ = [
+    "BudgetDecision",
+    "Client",
+    "ContractUnavailable",
+    "ContractViolation",
+    "Decision",
+    "RequestRefused",
+    "contracted_tool",
+]

@@ -1,5 +1,7 @@
 """The README's first command: `manage.py up` starts the console and demo traffic
-arrives through the real exporter, on a fresh SQLite database."""
+arrives through the real exporter, on a fresh SQLite database; the governed demo agents
+ask for policy and budget decisions through the SDK, and their tool calls are checked
+against the demo contracts by the beat's worker."""
 
 from __future__ import annotations
 
@@ -53,10 +55,19 @@ def test_up_starts_the_console_worker_and_beat_with_a_login_and_demo_traces(tmp_
             if not line and proc.poll() is not None:
                 break
             output.append(line)
-            if "demo runs of history" in line:
+            if "governed runs through the SDK" in line or "No governed demo agents" in line:
                 break
         text = "".join(output)
         assert "Sent 4 demo runs" in text, text
+        governed = re.search(
+            r"Sent (\d+) governed runs through the SDK \(.*?\): (.*)\.$", text, re.M
+        )
+        assert governed, text
+        assert governed.group(2) == (
+            "lookup: done, refund: refunded, big_refund: escalated, close_account: denied, "
+            "bad_arguments: violation, runaway: budget_stop"
+        )
+        runs = 4 + int(governed.group(1))
         login = re.search(r"Log in\s+(\S+) / (\S+)", text)
         assert login, text
         key = re.search(r"Demo key\s+(ak_\S+)", text).group(1)
@@ -65,7 +76,7 @@ def test_up_starts_the_console_worker_and_beat_with_a_login_and_demo_traces(tmp_
         db = sqlite3.connect(tmp_path / "agentops.sqlite3")
         traces = db.execute("SELECT count(*), sum(span_count) FROM traces_trace").fetchone()
         # root, plan, tool call and final answer at the least
-        assert traces[0] == 4 and traces[1] >= 4 * 4
+        assert traces[0] == runs and traces[1] >= 4 * 4
         assert len(key) > 20
         assert (tmp_path / "demo-password").read_text().strip() == login.group(2)
         # The demo speaks of KPIs, phases and versions the KPI pages can compare.
@@ -82,6 +93,21 @@ def test_up_starts_the_console_worker_and_beat_with_a_login_and_demo_traces(tmp_
             ).fetchone()[0]
             time.sleep(0.5)
         assert folded == traces[1]
+        # Every policy decision the governed agents asked for is recorded ...
+        decisions = dict(
+            db.execute("SELECT decision, count(*) FROM controls_policydecision GROUP BY 1")
+        )
+        assert decisions == {"allow": 2, "escalate": 1, "deny": 1}
+        # ... and the beat's contract check finds the planted violation among the tool calls.
+        deadline = time.monotonic() + 180  # generous: the beat and worker share a busy machine
+        checks = {}
+        while time.monotonic() < deadline and "arguments_invalid" not in checks:
+            checks = dict(
+                db.execute("SELECT outcome, count(*) FROM controls_contractcheck GROUP BY 1")
+            )
+            time.sleep(0.5)
+        assert checks.get("arguments_invalid") == 1, checks
+        assert checks.get("ok", 0) >= 4, checks
         # The serverless broker keeps all its folders in VAR_DIR, none in the checkout.
         assert (tmp_path / "broker" / "control").is_dir()
         assert not (ROOT / "control").exists()

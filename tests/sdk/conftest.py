@@ -1,6 +1,6 @@
-"""The SDK is its own package (sdk/), not installed in the console's environment: the tests
-import it from the checkout. Its calls go over real HTTP to a live server, whose threads
-see the data only when it is committed (transactional_db)."""
+"""The SDK is its own package (sdk/); `dev.py` installs it (editable) beside the console, and
+the tests fall back on the checkout when it is not installed. Its calls go over real HTTP to
+a live server, whose threads see the data only when it is committed (transactional_db)."""
 
 from __future__ import annotations
 
@@ -38,3 +38,13 @@ def closed_port():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return port
+
+
+@pytest.fixture(autouse=True)
+def _no_cached_contracts():
+    """The SDK caches contracts per process, by console and key: tests start without any."""
+    from agentops_sdk.contracts import cache_clear
+
+    cache_clear()
+    yield
+    cache_clear()

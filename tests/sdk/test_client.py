@@ -1,5 +1,5 @@
 """The SDK's policy and budget checks against a live console: real answers, failing closed
-(or open, when asked) when the console cannot answer, and the decision on the span."""
+(or open, when asked) when the console cannot answer, and the decision on a policy span."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def spans():
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    exporter.provider = provider
     return provider.get_tracer("test"), exporter
 
 
@@ -51,13 +52,44 @@ def test_allow_and_deny_come_back_from_the_console(client):
     assert (denied.decision, denied.ok, denied.policy_ids) == ("deny", False, ["no-refunds"])
 
 
-def test_the_decision_lands_on_the_current_span(client, spans):
+def test_the_decision_lands_on_a_policy_span_of_its_own(client, spans):
+    """The console reads agentops.policy.* as a policy gate: on the run's span it would turn
+    the run into a policy step, so the decision gets a child span."""
+    tracer, exporter = spans
+    client.tracer_provider = exporter.provider
+    with tracer.start_as_current_span("invoke_agent support") as run:
+        decision = client.policy_check("support", "refund_order")
+    policy, root = exporter.get_finished_spans()
+    assert root.name == "invoke_agent support"
+    assert not any(k.startswith("agentops.policy") for k in root.attributes)
+    assert policy.name == "policy refund_order"
+    assert policy.parent.span_id == run.get_span_context().span_id
+    assert policy.attributes["agentops.step"] == "policy"
+    assert policy.attributes["agentops.policy.decision"] == "deny"
+    assert policy.attributes["agentops.policy.name"] == "no-refunds"
+    assert policy.attributes["agentops.policy.reason"] == "forbidden by no-refunds"
+    assert policy.attributes["agentops.policy.decision_id"] == decision.decision_id
+    assert policy.attributes["agentops.policy.version"] == decision.policy_version == 1
+
+
+def test_a_policy_span_the_agent_opened_is_used(client, spans):
+    tracer, exporter = spans
+    client.tracer_provider = exporter.provider
+    with tracer.start_as_current_span("gate", attributes={"agentops.step": "policy"}):
+        decision = client.policy_check("support", "lookup_order")
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "gate"
+    assert span.attributes["agentops.policy.decision_id"] == decision.decision_id
+
+
+def test_without_the_agents_provider_the_decision_goes_on_the_current_span(client, spans):
+    """The agent traces with a provider of its own and did not pass it: the global one is a
+    no-op, and the current span is the only place left for the decision."""
     tracer, exporter = spans
     with tracer.start_as_current_span("execute_tool refund_order"):
         decision = client.policy_check("support", "refund_order")
     (span,) = exporter.get_finished_spans()
     assert span.attributes["agentops.policy.decision"] == "deny"
-    assert span.attributes["agentops.policy.name"] == "no-refunds"
     assert span.attributes["agentops.policy.decision_id"] == decision.decision_id
 
 
@@ -95,17 +127,34 @@ def test_a_bad_request_raises(client):
 
 
 def test_an_unreachable_console_fails_closed(closed_port, spans):
-    client = Client(f"http://127.0.0.1:{closed_port}", "key", timeout=1)
     tracer, exporter = spans
-    with tracer.start_as_current_span("execute_tool refund_order"):
+    client = Client(
+        f"http://127.0.0.1:{closed_port}", "key", timeout=1, tracer_provider=exporter.provider
+    )
+    with tracer.start_as_current_span("invoke_agent support"):
         decision = client.policy_check("support", "refund_order")
         budget = client.budget_check(agent="support")
     assert (decision.decision, decision.ok) == ("deny", False)
     assert decision.reason.startswith("unavailable: ")
     assert (budget.allow, budget.reason.startswith("unavailable: ")) == (False, True)
-    (span,) = exporter.get_finished_spans()
-    assert span.attributes["agentops.policy.decision"] == "deny"
-    assert span.attributes["agentops.budget.allow"] is False
+    policy, run = exporter.get_finished_spans()
+    assert policy.attributes["agentops.policy.decision"] == "deny"
+    assert policy.attributes["agentops.policy.reason"].startswith("unavailable: ")
+    assert run.attributes["agentops.budget.allow"] is False
+
+
+def test_the_budget_check_asks_for_the_current_run(client, spans, monkeypatch):
+    """trace_id defaults to the current span's trace, so a per-run cap covers the run."""
+    sent = []
+    monkeypatch.setattr(client, "_request", lambda m, p, body=None: sent.append(body) or {})
+    tracer, _ = spans
+    with tracer.start_as_current_span("invoke_agent support") as run:
+        client.budget_check(agent="support")
+        client.budget_check(agent="support", trace_id="")
+    client.budget_check(agent="support")
+    assert sent[0]["trace_id"] == format(run.get_span_context().trace_id, "032x")
+    assert "trace_id" not in sent[1]
+    assert "trace_id" not in sent[2]
 
 
 def test_a_silent_console_fails_closed_within_the_timeout(silent_port):

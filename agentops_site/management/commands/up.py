@@ -4,7 +4,9 @@ Migrates, makes sure a demo login and a demo project with an ingest key exist, s
 the web server (gunicorn with uvicorn workers), a Celery worker and Celery beat (on the broker of
 CELERY_BROKER_URL: by default a folder under VAR_DIR, no server needed), and sends demo
 agent traffic through the real OTLP exporter: a day of backdated history first, then
-a run every few seconds.
+a run every few seconds. Beside it run governed agents (controls.demo_agent) that ask the
+console before they act through the SDK (agentops_sdk): one run of each scenario first
+(contracts, a violation, policy decisions, a budget stop), then one with every live run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from budgets.demo import demo_budgets_ensure
+from controls.demo import demo_controls_ensure
 from rollouts.demo import demo_declarations_ensure
 from traces.models import IngestKey, Membership, Project
 from traces.services import ingest_key_create, key_hash, membership_set, project_create
@@ -113,7 +116,7 @@ class Command(BaseCommand):
             threading.Thread(
                 target=self._send_demo,
                 kwargs={
-                    "endpoint": f"{base}/v1/traces",
+                    "base": base,
                     "key": key,
                     "history": history,
                     "every": every,
@@ -174,6 +177,7 @@ class Command(BaseCommand):
         membership_set(project=project, user=user, role=Membership.Role.ADMIN)
         demo_budgets_ensure(project=project)
         demo_declarations_ensure(project=project)
+        demo_controls_ensure(project=project)
         key_file = self._var("demo-ingest-key")
         if key_file.exists():
             secret = key_file.read_text().strip()
@@ -199,10 +203,10 @@ class Command(BaseCommand):
                 time.sleep(0.3)
         return False
 
-    def _send_demo(self, *, endpoint, key, history, every, stop) -> None:
+    def _send_demo(self, *, base, key, history, every, stop) -> None:
         from traces.demo import DemoTraffic
 
-        demo = DemoTraffic(endpoint=endpoint, key=key)
+        demo = DemoTraffic(endpoint=f"{base}/v1/traces", key=key)
         now = time.time_ns()
         # History: runs spread over the last 24 hours, oldest first.
         for i in range(history):
@@ -211,7 +215,39 @@ class Command(BaseCommand):
             demo.run(start_ns=now - int((history - i) / history * 24 * 3600 * NS))
         demo.flush()
         self.stdout.write(f"Sent {history} demo runs of history through the OTLP exporter.")
+        governed = None if stop.is_set() else self._governed_demo(base=base, key=key)
         while every > 0 and not stop.wait(every):
             demo.run()
             demo.flush()
+            if governed is not None:
+                self._governed_run(governed.run)
         demo.shutdown()
+        if governed is not None:
+            governed.shutdown()
+
+    def _governed_demo(self, *, base, key):
+        """The SDK-driven agents, after one run of each scenario; None without the SDK."""
+        try:
+            from controls.demo_agent import GovernedDemo
+        except ImportError as exc:
+            self.stderr.write(
+                f"No governed demo agents ({exc}): install the SDK with "
+                "`.venv/bin/pip install -e ./sdk` (python3 dev.py up does)."
+            )
+            return None
+        governed = GovernedDemo(base_url=base, key=key)
+        outcomes = self._governed_run(governed.tour) or []
+        summary = ", ".join(f"{o.scenario}: {o.outcome}" for o in outcomes)
+        self.stdout.write(
+            f"Sent {len(outcomes)} governed runs through the SDK (contracts, policy and "
+            f"budget checks): {summary}."
+        )
+        return governed
+
+    def _governed_run(self, run):
+        # A failing governed run (the console refusing a request, say) must not end the demo.
+        try:
+            return run()
+        except Exception as exc:  # reported; the demo goes on
+            self.stderr.write(f"Governed demo run failed: {exc!r}")
+            return None
