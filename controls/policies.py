@@ -17,7 +17,12 @@ The Cedar request of one check:
 
 Decisions: allow when a ``permit`` matches and no ``forbid`` does; escalate when every
 matching ``forbid`` is annotated ``@escalate("<reason>")``; deny otherwise. With no
-active policy version the answer is deny, reason "no policy" (fail closed).
+active policy version the answer is deny, reason "no policy" (fail closed). An agent the
+console declares paused is denied, reason "agent paused", whatever the policies say
+(they are not evaluated).
+
+A draft text, or any version, can be tried on a sample request (`policy_try`): the same
+decision, recorded nowhere.
 """
 
 from __future__ import annotations
@@ -37,8 +42,8 @@ from django.db import connection, transaction
 from django.db.models import Max, Subquery
 
 from controls.models import PolicyDecision, PolicyVersion, ToolContract
-from rollouts.selectors import declared_phase_query
-from traces.models import Project
+from rollouts.selectors import declared_phase, declared_phase_query
+from traces.models import Phase, Project
 
 SCHEMA = """
 entity Agent = { version: String, phase: String };
@@ -58,7 +63,9 @@ action call_tool appliesTo {
 _SCHEMA = cedarpy.Schema.from_str(SCHEMA)
 MAX_TEXT = 200_000
 NO_POLICY = "no policy"
+PAUSED = "agent paused"
 UNKNOWN_RISK = "unknown"
+MAX_NUMBER = 2**31 - 1  # PositiveIntegerField: a larger number names no version
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,8 @@ def policy_text_clean(text: Any) -> str:
         raise ValidationError({"text": ["Required: the Cedar policies, as text."]})
     if len(text) > MAX_TEXT:
         raise ValidationError({"text": [f"At most {MAX_TEXT} characters."]})
+    if "\x00" in text:  # Cedar would take it in a comment; PostgreSQL text cannot hold it
+        raise ValidationError({"text": ["Must not contain NUL characters."]})
     result = cedarpy.validate_policies(text, _SCHEMA)
     if not result.validation_passed:
         raise ValidationError({"text": [e.error for e in result.errors] or ["Invalid policies."]})
@@ -107,6 +116,28 @@ def policy_version_create(*, project: Project, text: Any, created_by: str = "") 
             created_by=created_by[:150],
             active=True,
         )
+
+
+def policy_version_restore(*, project: Project, number: int, created_by: str = "") -> PolicyVersion:
+    """Save an old version's text as the project's next version (the history stays linear:
+    nothing is re-activated in place). DoesNotExist for no such version; ValidationError
+    when it is the active one, or no longer validates against the schema."""
+    old = policy_version_get(project=project, number=number)
+    if old.active:
+        raise ValidationError({"number": [f"Version {number} is the active one."]})
+    return policy_version_create(project=project, text=old.text, created_by=created_by)
+
+
+def policy_version_list(*, project: Project):
+    """The project's versions, newest first."""
+    return PolicyVersion.objects.filter(project=project).order_by("-number")
+
+
+def policy_version_get(*, project: Project, number: int) -> PolicyVersion:
+    """One version of the project's policies; DoesNotExist when there is no such number."""
+    if not 0 < number <= MAX_NUMBER:
+        raise PolicyVersion.DoesNotExist
+    return PolicyVersion.objects.get(project=project, number=number)
 
 
 # Parsed policy sets by version. A version's text never changes, so an entry is never
@@ -230,6 +261,17 @@ def policy_evaluate(
     return PolicyDecision.Decision.DENY, ids, f"forbidden by {', '.join(ids)}"[:500]
 
 
+def _decide(
+    *, compiled: CompiledPolicies | None, phase: str, **request
+) -> tuple[str, list[str], str]:
+    """The decision of one request: paused first, then no policy, then Cedar's answer."""
+    if phase == Phase.PAUSED:
+        return PolicyDecision.Decision.DENY, [], PAUSED
+    if compiled is None:
+        return PolicyDecision.Decision.DENY, [], NO_POLICY
+    return policy_evaluate(compiled=compiled, phase=phase, **request)
+
+
 _READ_FIELDS = ("version_id", "version_at", "number", "phase", "risk", "side_effects")
 
 
@@ -310,25 +352,26 @@ def policy_check(
     # The active version, the declared phase and the tool's contract in one round trip.
     row = _read_row(project_id=project_id, agent=agent, tool=tool, at=now)
     declared, number = row["phase"] or "", row["number"]
-    if row["version_id"] is None:
-        decision, ids, reason = PolicyDecision.Decision.DENY, [], NO_POLICY
-    else:
-        contract = None
-        if row["risk"] is not None:
-            contract = {"risk": row["risk"], "side_effects": row["side_effects"]}
-        decision, ids, reason = policy_evaluate(
-            compiled=_compiled_for((row["version_id"], row["version_at"])),
-            agent=agent,
-            agent_version=agent_version,
-            phase=declared,
-            tool=tool,
-            contract=contract,
-            arguments=arguments or {},
-            amount=amount,
-            risk=risk,
-            confidence=confidence,
-            now=now,
-        )
+    compiled = None
+    # A paused agent is denied without compiling or evaluating anything.
+    if row["version_id"] is not None and declared != Phase.PAUSED:
+        compiled = _compiled_for((row["version_id"], row["version_at"]))
+    contract = None
+    if row["risk"] is not None:
+        contract = {"risk": row["risk"], "side_effects": row["side_effects"]}
+    decision, ids, reason = _decide(
+        compiled=compiled,
+        agent=agent,
+        agent_version=agent_version,
+        phase=declared,
+        tool=tool,
+        contract=contract,
+        arguments=arguments or {},
+        amount=amount,
+        risk=risk,
+        confidence=confidence,
+        now=now,
+    )
     latency_us = int((time.perf_counter() - started) * 1_000_000)
     # No savepoint: inside a caller's transaction the setting applies to all of it.
     with transaction.atomic(savepoint=False):
@@ -359,4 +402,69 @@ def policy_check(
         reason=reason,
         decision_id=str(row.public_id),
         phase=declared,
+    )
+
+
+@dataclass
+class PolicyTry:
+    """What a text (a draft, or the active version) decides for a sample request."""
+
+    decision: str
+    policy_ids: list[str]
+    reason: str
+    phase: str
+    policy_version: int | None  # the active version tried; None for a draft text
+
+
+def policy_try(
+    *,
+    project: Project,
+    agent: str,
+    tool: str,
+    text: str | None = None,
+    agent_version: str = "",
+    phase: str = "",
+    arguments: dict[str, Any] | None = None,
+    amount: Decimal = Decimal(0),
+    risk: str = "",
+    confidence: Decimal = Decimal(0),
+    now: datetime | None = None,
+) -> PolicyTry:
+    """The decision `text` (validated first; else the active version) gives one request, as
+    the check would give it, recorded nowhere. `phase` is the one to try it in; blank, the
+    agent's declared phase. ValidationError({"text"}) for a text that does not validate."""
+    now = now or datetime.now(UTC)
+    number = None
+    if text is not None and text.strip():
+        compiled: CompiledPolicies | None = _compile(policy_text_clean(text))
+    else:
+        active = PolicyVersion.objects.filter(project=project, active=True).first()
+        number = active.number if active else None
+        compiled = _compiled_for((active.pk, active.created_at)) if active else None
+    phase = phase or declared_phase(project_id=project.pk, agent=agent, at=now)
+    contract = (
+        ToolContract.objects.filter(project=project, name=tool)
+        .order_by("-created_at", "-id")
+        .values("risk", "side_effects")
+        .first()
+    )
+    decision, ids, reason = _decide(
+        compiled=compiled,
+        agent=agent,
+        agent_version=agent_version,
+        phase=phase,
+        tool=tool,
+        contract=contract,
+        arguments=arguments or {},
+        amount=amount,
+        risk=risk,
+        confidence=confidence,
+        now=now,
+    )
+    return PolicyTry(
+        decision=str(decision),
+        policy_ids=ids,
+        reason=reason,
+        phase=phase,
+        policy_version=number,
     )

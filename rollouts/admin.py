@@ -12,10 +12,26 @@ class KpiAdmin(admin.ModelAdmin):
 
 @admin.register(AgentPhase)
 class AgentPhaseAdmin(admin.ModelAdmin):
-    list_display = ["agent", "phase", "since", "project", "note"]
+    """Phase changes are the audit trail: added (recording who), never edited, and deleted
+    only by a superuser (deleting a project deletes its trail); a mistaken change is
+    undone by another change, which is recorded too."""
+
+    list_display = ["agent", "phase", "since", "project", "set_by", "created_at", "note"]
     list_filter = ["project", "phase"]
-    search_fields = ["agent"]
+    search_fields = ["agent", "set_by"]
     date_hierarchy = "since"
+    readonly_fields = ["set_by", "created_at"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            obj.set_by = request.user.get_username()[:150]
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(PromotionCriteria)

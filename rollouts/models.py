@@ -10,6 +10,10 @@ from django.db import models
 from traces.models import AUTONOMY_PHASES, Phase, Project, money_field
 
 AUTONOMY_CHOICES = [(p.value, p.label) for p in AUTONOMY_PHASES]
+# What the console may declare for an agent: an autonomy phase, or paused (the rollback
+# switch: a paused agent may not act, every policy check answers deny).
+DECLARED_PHASES = (*AUTONOMY_PHASES, Phase.PAUSED)
+DECLARED_CHOICES = [(p.value, p.label) for p in DECLARED_PHASES]
 
 
 class Kpi(models.Model):
@@ -52,13 +56,22 @@ BASELINE_PHASE = {Kpi.Baseline.SHADOW: Phase.SHADOW, Kpi.Baseline.CONTROL: Phase
 
 
 class AgentPhase(models.Model):
-    """The rollout phase an agent entered on a date, for runs that do not report one."""
+    """The phase the console declares for an agent from `since` on: the one its policy
+    checks use, and the one of its runs that do not report one.
+
+    Each change is a new row (`rollouts.services.agent_phase_set`), never an edit, so the
+    rows are the audit trail: who set it (`set_by`), when (`created_at`), and from which
+    phase (the row before it by `since`).
+    """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="agent_phases")
     agent = models.CharField(max_length=200)
-    phase = models.CharField(max_length=16, choices=AUTONOMY_CHOICES)
+    phase = models.CharField(max_length=16, choices=DECLARED_CHOICES)
     since = models.DateTimeField(help_text="When the phase began")
     note = models.CharField(max_length=300, blank=True, default="")
+    # A name, not a foreign key: the audit trail outlives the account.
+    set_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         db_table = "traces_agentphase"

@@ -14,10 +14,11 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from django.db.models import Min
+from django.utils import timezone
 
 from rollouts.models import BASELINE_PHASE, AgentPhase, Kpi, RunRollup
 from rollouts.stats import Lift, MeanStats, OutcomeSums, RateStats, newcombe_diff, welch_diff
-from traces.models import Outcome, Phase
+from traces.models import Outcome, Phase, Project
 from traces.rollups import Histogram
 
 DIMENSIONS = ("agent", "agent_version", "prompt_version", "phase")
@@ -330,3 +331,31 @@ def declared_phase(*, project_id: int, agent: str, at: datetime) -> str:
     Uncached: a demotion applies to the next read."""
     row = declared_phase_query(project_id=project_id, agent=agent, at=at).first()
     return row["phase"] if row else ""
+
+
+def agent_phase_history(*, project: Project, agent: str, now: datetime | None = None) -> dict:
+    """The agent's declared phase now (`current`, "" when none) and its changes, newest
+    first (`history`): when each took effect (`since`; `scheduled` when still to come),
+    when it was recorded and by whom, the phase before it (`from_phase`, "" for the
+    first) and after. One query."""
+    now = now or timezone.now()
+    rows = list(AgentPhase.objects.filter(project=project, agent=agent).order_by("since", "id"))
+    history = []
+    previous = current = ""
+    for row in rows:
+        history.append(
+            {
+                "since": row.since,
+                "scheduled": row.since > now,
+                "created_at": row.created_at,
+                "set_by": row.set_by,
+                "from_phase": previous,
+                "to_phase": row.phase,
+                "note": row.note,
+            }
+        )
+        previous = row.phase
+        if row.since <= now:
+            current = row.phase
+    history.reverse()
+    return {"current": current, "history": history}

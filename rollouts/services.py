@@ -22,15 +22,17 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Case, CharField, Count, F, Q, Sum, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from rollouts.models import AgentPhase, RunRollup, RunRollupWatermark
+from rollouts.models import DECLARED_PHASES, AgentPhase, RunRollup, RunRollupWatermark
+from rollouts.selectors import declared_phase
 from rollouts.stats import OutcomeSums
 from traces.dberrors import is_outage
-from traces.models import Outcome, Trace, TraceStatus
+from traces.models import Outcome, Project, Trace, TraceStatus
 from traces.rollups import Histogram
 
 logger = logging.getLogger(__name__)
@@ -187,3 +189,51 @@ def _day_replace(*, project_id: int, day: date) -> int:
         RunRollup.objects.filter(project_id=project_id, day=day).delete()
         RunRollup.objects.bulk_create(rows, batch_size=500)
     return len(rows)
+
+
+# ------------------------------------------------------------------ declared phases
+
+
+def _text_clean(value, *, field: str, limit: int, required: bool) -> str:
+    if not isinstance(value, str):
+        raise ValidationError({field: ["Must be text."]})
+    value = value.strip()
+    if required and not value:
+        raise ValidationError({field: ["Required."]})
+    if len(value) > limit:
+        raise ValidationError({field: [f"At most {limit} characters."]})
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL
+        raise ValidationError({field: ["Must not contain NUL characters."]})
+    return value
+
+
+def agent_phase_set(
+    *,
+    project: Project,
+    agent: str,
+    phase: str,
+    by: str,
+    note: str = "",
+    now: datetime | None = None,
+) -> AgentPhase:
+    """Declare `agent`'s phase from now on: a new `AgentPhase` row, recorded with who set
+    it. Every later policy check of the agent uses it at once (nothing caches a phase).
+
+    ValidationError (by field) for an unknown phase, a bad agent name or note, or a
+    phase the agent is already in. A row someone dated in the future still takes over
+    when its time comes.
+    """
+    agent = _text_clean(agent, field="agent", limit=200, required=True)
+    note = _text_clean(note, field="note", limit=300, required=False)
+    if phase not in {p.value for p in DECLARED_PHASES}:
+        choices = ", ".join(p.value for p in DECLARED_PHASES)
+        raise ValidationError({"phase": [f"Must be one of {choices}."]})
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Serialises changes of one project, so "from" is the phase the change replaced.
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        if declared_phase(project_id=project.pk, agent=agent, at=now) == phase:
+            raise ValidationError({"phase": [f"{agent} is already {phase}."]})
+        return AgentPhase.objects.create(
+            project=project, agent=agent, phase=phase, since=now, note=note, set_by=by[:150]
+        )

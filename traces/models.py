@@ -101,13 +101,15 @@ STEP_ROLES = frozenset(str(r.value) for r in StepRole)
 class Phase(models.TextChoices):
     """A run's rollout phase (agentops.autonomy.phase), the one list every app uses.
 
-    An agent is declared in one of the autonomy phases; "human" marks a human-handled
-    control run, compared against but never an agent's phase.
+    An agent is declared in one of the autonomy phases, or paused (it may not act: every
+    policy check answers deny); "human" marks a human-handled control run, compared
+    against but never an agent's phase.
     """
 
     SHADOW = "shadow", "Shadow (recommends; people act)"
     BOUNDED = "bounded", "Bounded (acts on low-risk cases)"
     EXPANDED = "expanded", "Expanded"
+    PAUSED = "paused", "Paused (may not act)"
     HUMAN = "human", "Human-handled control"
 
 

@@ -13,8 +13,9 @@ from tests.rollouts.test_pages import rollup
 
 pytestmark = pytest.mark.django_db
 
-# Session, user and the user's projects, then each page's own reads (see rollouts.pages).
-PINNED = {"overview": 9, "agents": 9, "kpis": 6, "agent-compare": 6}
+# Session, user and the user's projects, then each page's own reads (see rollouts.pages);
+# the agent's page also reads its declared phase history and the viewer's role.
+PINNED = {"overview": 9, "agents": 9, "kpis": 6, "agent-compare": 8}
 PAGES = [
     ("overview", {}),
     ("agents", {}),
