@@ -175,6 +175,9 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEVELOPMENT
+# Outside production a static file edited while the server runs is served as it now is
+# (whitenoise otherwise keeps the size it saw at start and cuts or overruns the file).
+WHITENOISE_AUTOREFRESH = DEVELOPMENT
 if DEVELOPMENT:
     Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
 
@@ -363,6 +366,9 @@ CONTRACT_CHECK_WINDOW_HOURS = env.int("CONTRACT_CHECK_WINDOW_HOURS", default=24)
 IDEMPOTENCY_WINDOW_HOURS = env.int("IDEMPOTENCY_WINDOW_HOURS", default=24)
 # More attempts than this of one call in one run is a retry storm.
 RETRY_STORM_ATTEMPTS = env.int("RETRY_STORM_ATTEMPTS", default=5)
+# Every minute, the idempotency and retry detectors read the spans started this many minutes
+# back (their cost grows with it); attempts of a call spread over longer are seen in parts.
+FINDINGS_WINDOW_MINUTES = env.int("FINDINGS_WINDOW_MINUTES", default=15)
 CELERY_BEAT_SCHEDULE = {
     # Fold new spans, then evaluate the budgets they moved: a chain (agentops_site/celery.py).
     "fold-then-evaluate": {
@@ -390,6 +396,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "controls.tasks.check_contracts",
         "schedule": 30,
         "options": {"expires": 30},
+    },
+    # Idempotency and retry findings from the same spans (controls/findings.py).
+    "detect-findings": {
+        "task": "controls.tasks.detect_findings",
+        "schedule": 60,
+        "options": {"expires": 60},
     },
 }
 

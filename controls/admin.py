@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
-from controls.models import ToolContract
+from controls.models import Finding, ToolContract
 from controls.services import FIELDS, contract_clean
 
 
@@ -41,3 +41,19 @@ class ToolContractAdmin(admin.ModelAdmin):
     list_filter = ["project", "status", "risk", "side_effects"]
     search_fields = ["name", "version", "description"]
     readonly_fields = ["created_at"]
+
+
+@admin.register(Finding)
+class FindingAdmin(admin.ModelAdmin):
+    """Read-only: findings are written by the detectors (`controls.findings`)."""
+
+    list_display = ["kind", "project", "tool", "agent", "count", "cost_usd", "last_at"]
+    list_filter = ["project", "kind"]
+    search_fields = ["tool", "agent", "key", "fingerprint"]
+    date_hierarchy = "last_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

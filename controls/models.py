@@ -157,3 +157,55 @@ class PolicyDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent} → {self.tool}: {self.decision}"
+
+
+class Finding(models.Model):
+    """One idempotency or retry problem the detectors found (`controls.findings`), stored
+    off the ingest path so pages and the API read a few indexed rows instead of scanning
+    spans.
+
+    Unique on (project, kind, fingerprint): detection inserts with ON CONFLICT DO NOTHING,
+    then merges what it saw into the locked row, so a re-run or two workers store nothing
+    twice and a retry storm that grows updates its row. `spans` holds
+    `{"trace_id", "span_id", "started_at"}` of the calls concerned; `first_at` and `last_at`
+    are the earliest and latest of their start times (for retried model calls, which are
+    kept per agent and 15-minute bucket, the bucket's first and last instant)."""
+
+    class Kind(models.TextChoices):
+        DUPLICATE_SIDE_EFFECT = "duplicate_side_effect", "Duplicate side effect"
+        UNKEYED_RETRY = "unkeyed_retry", "Unkeyed retry"
+        RETRY_STORM = "retry_storm", "Retry storm"
+        RETRIED_MODEL_COST = "retried_model_cost", "Retried model calls"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of what identifies it")
+    tool = models.CharField(
+        max_length=200, blank=True, default="", help_text="Tool, or the span name of a storm"
+    )
+    agent = models.CharField(max_length=200, blank=True, default="")
+    key = models.TextField(blank=True, default="", help_text="The idempotency key")
+    trace_ids = models.JSONField(default=list, blank=True)
+    spans = models.JSONField(default=list, blank=True)
+    count = models.PositiveIntegerField(help_text="Executions, attempts or retried calls")
+    cost_usd = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    detected_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-last_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "kind", "fingerprint"], name="finding_unique_fingerprint"
+            )
+        ]
+        indexes = [
+            # Pages and the API read a project's findings by span time over a window.
+            models.Index(fields=["project", "last_at"], name="finding_window_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.tool or self.agent or self.key}"

@@ -8,12 +8,15 @@ from datetime import timedelta
 from django.shortcuts import render
 from django.utils import timezone
 
+from controls.decisions import SOURCE_LABELS, policy_decision_report
+from controls.findings import findings_in_window
 from controls.models import ContractCheck
 from controls.selectors import contract_violation_rates, uncontracted_tools
 from traces.selectors import project_from_query
 
 WINDOWS = {"1": 1, "6": 6, "24": 24, "168": 168, "720": 720}
 WINDOW_LABELS = {1: "1 hour", 6: "6 hours", 24: "24 hours", 168: "7 days", 720: "30 days"}
+DECISION_RUNS_SHOWN = 20
 
 
 def controls_page(request):
@@ -40,4 +43,9 @@ def controls_page(request):
             by_agent=contract_violation_rates(**window, by=("agent", "agent_version")),
             uncontracted=uncontracted_tools(**window),
         )
+        context["findings"] = findings_in_window(**window)
+        decisions = policy_decision_report(**window, runs=DECISION_RUNS_SHOWN)
+        for row in [decisions["totals"], *decisions["by_policy"]]:
+            row["source_labels"] = [(SOURCE_LABELS[s], n) for s, n in row["sources"].items()]
+        context["decisions"] = decisions
     return render(request, "controls/controls.html", context)

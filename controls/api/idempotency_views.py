@@ -1,5 +1,11 @@
 """Idempotency and retries of a project's runs over a window, scoped and validated like
-the contract violations (`controls.api.views.ViolationsView`)."""
+the contract violations (`controls.api.views.ViolationsView`).
+
+Answered from the stored findings (`controls.findings`), not by running the detectors in
+the request: they read every side-effecting call of the window and the day before it
+into memory, which a 90-day window of a busy project cannot afford per request, and the
+Controls page shows the same stored rows, so the two never disagree. The findings are
+at most a minute behind (the detection schedule)."""
 
 from __future__ import annotations
 
@@ -9,12 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controls.api.views import project_window
-from controls.idempotency import (
-    duplicate_side_effects,
-    retried_model_cost,
-    retry_storms,
-    unkeyed_retries,
-)
+from controls.findings import findings_in_window
 
 PARAMS = [
     OpenApiParameter("project", str, required=True, description="Project slug"),
@@ -25,21 +26,20 @@ PARAMS = [
 
 class IdempotencyView(APIView):
     """Duplicate side effects, retried side-effecting calls without a key, retry storms and
-    the cost of retried model calls, each with the trace and span ids to link to."""
+    the cost of retried model calls whose calls started in the window, each with the trace
+    and span ids to link to."""
 
     @extend_schema(parameters=PARAMS, responses=OpenApiTypes.OBJECT)
     def get(self, request):
         project, since, until = project_window(request, {})
-        window = {"project_id": project.pk, "since": since, "until": until}
-        costs = [{**row, "cost_usd": str(row["cost_usd"])} for row in retried_model_cost(**window)]
+        found = findings_in_window(project_id=project.pk, since=since, until=until)
+        costs = [{**row, "cost_usd": str(row["cost_usd"])} for row in found["retried_model_cost"]]
         return Response(
             {
                 "project": project.slug,
                 "since": since,
                 "until": until,
-                "duplicate_side_effects": duplicate_side_effects(**window),
-                "unkeyed_retries": unkeyed_retries(**window),
-                "retry_storms": retry_storms(**window),
+                **found,
                 "retried_model_cost": costs,
             }
         )

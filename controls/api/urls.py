@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from controls.api import idempotency_views, policy_views, views
+from controls.api import decision_views, idempotency_views, policy_views, views
 
 urlpatterns = [
     path("contracts/", views.ContractListView.as_view(), name="api-contract-list"),
@@ -11,5 +11,15 @@ urlpatterns = [
         idempotency_views.IdempotencyView.as_view(),
         name="api-controls-idempotency",
     ),
+    path(
+        "controls/decisions/", decision_views.DecisionsView.as_view(), name="api-controls-decisions"
+    ),
     re_path(r"^policy/check/?$", policy_views.PolicyCheckView.as_view(), name="api-policy-check"),
+    re_path(r"^policy/try/?$", policy_views.PolicyTryView.as_view(), name="api-policy-try"),
+    path("policies/", policy_views.PolicyVersionListView.as_view(), name="api-policy-list"),
+    path(
+        "policies/<int:number>/",
+        policy_views.PolicyVersionDetailView.as_view(),
+        name="api-policy-detail",
+    ),
 ]

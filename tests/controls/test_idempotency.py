@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
+from controls.findings import findings_detect
 from controls.idempotency import (
     derived_key,
     duplicate_side_effects,
@@ -207,6 +208,7 @@ PARAMS = {"project": "acme-support", **WINDOW}
 
 
 def test_the_api_answers_the_four_lists(client_logged_in, corpus, ingest_secret):
+    findings_detect(since=SINCE, until=UNTIL)  # the API reads the stored findings
     response = client_logged_in.get(URL, PARAMS)
     assert response.status_code == 200, response.content
     body = response.json()
