@@ -9,6 +9,7 @@ the same function).
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from traces.models import Project
@@ -209,3 +210,199 @@ class Finding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.tool or self.agent or self.key}"
+
+
+# ------------------------------------------------------------------ people in the loop
+
+
+class Approval(models.Model):
+    """A runtime request for a person's yes before an action (`POST /api/approvals/`).
+
+    Bound to what is approved: the SHA-256 of the canonical JSON of the arguments
+    (`controls.idempotency.canonical_arguments`). A tool span that runs with this
+    approval's id (`agentops.approval.id`) and other arguments is a violation. Expiry is a
+    decision too: a pending request past `expires_at` becomes `expired`, never approved.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        DENIED = "denied", "Denied"
+        EXPIRED = "expired", "Expired"
+
+    public_id = models.UUIDField(unique=True, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="approvals")
+    trace_id = models.CharField(max_length=32, blank=True, default="")
+    span_id = models.CharField(max_length=16, blank=True, default="")
+    agent = models.CharField(max_length=200)
+    agent_version = models.CharField(max_length=100, blank=True, default="")
+    tool = models.CharField(max_length=200)
+    arguments = models.JSONField(default=dict, blank=True)
+    arguments_hash = models.CharField(max_length=64)
+    risk = models.CharField(max_length=16, blank=True, default="")
+    confidence = models.DecimalField(max_digits=4, decimal_places=3, null=True, blank=True)
+    reason = models.CharField(max_length=500, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # A name, not a foreign key: the audit trail outlives the account.
+    decided_by = models.CharField(max_length=150, blank=True, default="")
+    note = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["project", "status", "expires_at"], name="approval_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent} → {self.tool}: {self.status}"
+
+
+class ReviewRule(models.Model):
+    """When a run goes to the review queue on its own, per agent and phase ("" = any)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_rules")
+    agent = models.CharField(max_length=200, blank=True, default="", help_text="Empty: any")
+    phase = models.CharField(max_length=16, blank=True, default="", help_text="Empty: any")
+    min_confidence = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        help_text="Below this agentops.confidence a step is reviewed (0..1); empty: never",
+    )
+    risks = models.JSONField(
+        default=list, blank=True, help_text='Risk levels always reviewed, e.g. ["high", "critical"]'
+    )
+    on_escalation = models.BooleanField(default=True, help_text="An escalation step")
+    on_policy_escalate = models.BooleanField(default=True, help_text="A policy decision escalate")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "agent", "phase"], name="reviewrule_unique_scope"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"review {self.agent or 'any agent'} in {self.phase or 'any phase'}"
+
+
+class ReviewSla(models.Model):
+    """How long an item of a risk level may wait for a person ("" = any other risk)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_slas")
+    risk = models.CharField(max_length=16, blank=True, default="", help_text="Empty: any other")
+    minutes = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "risk"], name="reviewsla_unique_risk")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.risk or 'any'}: {self.minutes} min"
+
+
+class ReviewItem(models.Model):
+    """One thing waiting for a person: an approval request, or a run that crossed a
+    review rule. Claimed with a compare-and-set (one holder), then resolved once."""
+
+    class Source(models.TextChoices):
+        APPROVAL = "approval", "Approval request"
+        LOW_CONFIDENCE = "low_confidence", "Low confidence"
+        HIGH_RISK = "high_risk", "High risk"
+        ESCALATION = "escalation", "Escalation step"
+        POLICY_ESCALATE = "policy_escalate", "Policy said escalate"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        RESOLVED = "resolved", "Resolved"
+        EXPIRED = "expired", "Expired"
+
+    class Resolution(models.TextChoices):
+        APPROVED = "approved", "Approved"
+        DENIED = "denied", "Denied"
+        OVERRIDDEN = "overridden", "Overridden"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_items")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    approval = models.OneToOneField(
+        Approval, on_delete=models.CASCADE, null=True, blank=True, related_name="review_item"
+    )
+    trace_id = models.CharField(max_length=32, blank=True, default="")
+    span_id = models.CharField(max_length=16, blank=True, default="")
+    agent = models.CharField(max_length=200, blank=True, default="")
+    agent_version = models.CharField(max_length=100, blank=True, default="")
+    phase = models.CharField(max_length=16, blank=True, default="")
+    tool = models.CharField(max_length=200, blank=True, default="")
+    risk = models.CharField(max_length=16, blank=True, default="")
+    confidence = models.DecimalField(max_digits=4, decimal_places=3, null=True, blank=True)
+    reason = models.CharField(max_length=500, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    resolution = models.CharField(max_length=16, choices=Resolution.choices, blank=True, default="")
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True, default="")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField()
+    sla_due_at = models.DateTimeField(null=True, blank=True)
+    sla_alerted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # A run's step is flagged once per reason, however often the scan runs.
+            models.UniqueConstraint(
+                fields=["project", "source", "trace_id", "span_id"],
+                condition=models.Q(approval__isnull=True),
+                name="reviewitem_flag_once",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["project", "status", "created_at"], name="reviewitem_queue_idx"),
+            models.Index(fields=["status", "sla_due_at"], name="reviewitem_sla_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_source_display()}: {self.agent} {self.tool}".strip()
+
+
+class DecisionRecord(models.Model):
+    """One decision an agent took (`agentops.decision.*` on a span), with what it knew,
+    the options, what it chose, and, once it arrives, what a person did (shadow phase)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    trace_id = models.CharField(max_length=32)
+    span_id = models.CharField(max_length=16)
+    agent = models.CharField(max_length=200, blank=True, default="")
+    agent_version = models.CharField(max_length=100, blank=True, default="")
+    prompt_version = models.CharField(max_length=100, blank=True, default="")
+    phase = models.CharField(max_length=16, blank=True, default="")
+    context = models.TextField(blank=True, default="")
+    options = models.JSONField(default=list, blank=True)
+    action = models.CharField(max_length=500, blank=True, default="")
+    confidence = models.DecimalField(max_digits=4, decimal_places=3, null=True, blank=True)
+    policies = models.JSONField(default=list, blank=True)
+    decided_at = models.DateTimeField()
+    human_action = models.CharField(max_length=500, blank=True, default="")
+    human_action_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "trace_id", "span_id"], name="decisionrecord_unique_span"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["project", "decided_at"], name="decisionrecord_time_idx"),
+            models.Index(fields=["project", "agent", "action"], name="decisionrecord_action_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent}: {self.action}"
