@@ -175,9 +175,6 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEVELOPMENT
-# Outside production a static file edited while the server runs is served as it now is
-# (whitenoise otherwise keeps the size it saw at start and cuts or overruns the file).
-WHITENOISE_AUTOREFRESH = DEVELOPMENT
 if DEVELOPMENT:
     Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
 
