@@ -8,6 +8,10 @@ and returns what the next step needs, and this module chains them.
       └─ fold_then_evaluate
            = traces.tasks.rollup_spans          pending spans → 15-minute rollups
              → evaluate_folded_projects         budgets of the projects that got spend
+
+    beat, every minute
+      └─ review_sla_alerts                      review items past their SLA → one alert
+                                                each (console/review_alerts.py)
 """
 
 import os
@@ -42,3 +46,12 @@ def evaluate_folded_projects(folded: dict) -> dict | None:
     if not folded.get("project_ids"):
         return None
     return budgets_evaluate_all(project_ids=folded["project_ids"]).as_dict()
+
+
+@app.task(name="agentops_site.review_sla_alerts", ignore_result=True)
+def review_sla_alerts() -> dict:
+    """Review items waiting past their SLA alert once through the project's channels:
+    the queue is controls', the channels budgets', so console composes them."""
+    from console.review_alerts import review_sla_alerts_send
+
+    return review_sla_alerts_send()

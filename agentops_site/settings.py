@@ -366,6 +366,14 @@ RETRY_STORM_ATTEMPTS = env.int("RETRY_STORM_ATTEMPTS", default=5)
 # Every minute, the idempotency and retry detectors read the spans started this many minutes
 # back (their cost grows with it); attempts of a call spread over longer are seen in parts.
 FINDINGS_WINDOW_MINUTES = env.int("FINDINGS_WINDOW_MINUTES", default=15)
+# Approval long-polls (GET /api/approvals/<id>/?wait=): each holds a web thread, so at most
+# this many wait at once per web process (the rest answer at once with Retry-After), each
+# reading its row every APPROVAL_POLL_SECONDS.
+APPROVAL_MAX_WAITERS = env.int("APPROVAL_MAX_WAITERS", default=2)
+APPROVAL_POLL_SECONDS = env.float("APPROVAL_POLL_SECONDS", default=0.25)
+# Every minute, the review queue reads the spans received this many minutes back for steps
+# that cross a review rule (controls/review.py); each span is queued once.
+REVIEW_FLAG_WINDOW_MINUTES = env.int("REVIEW_FLAG_WINDOW_MINUTES", default=15)
 CELERY_BEAT_SCHEDULE = {
     # Fold new spans, then evaluate the budgets they moved: a chain (agentops_site/celery.py).
     "fold-then-evaluate": {
@@ -397,6 +405,31 @@ CELERY_BEAT_SCHEDULE = {
     # Idempotency and retry findings from the same spans (controls/findings.py).
     "detect-findings": {
         "task": "controls.tasks.detect_findings",
+        "schedule": 60,
+        "options": {"expires": 60},
+    },
+    # Pending approval requests past their deadline become expired (controls/approvals.py).
+    "expire-approvals": {
+        "task": "controls.tasks.expire_approvals",
+        "schedule": 30,
+        "options": {"expires": 30},
+    },
+    # Runs that cross a review rule → the review queue (controls/review.py).
+    "flag-review-items": {
+        "task": "controls.tasks.flag_review_items",
+        "schedule": 60,
+        "options": {"expires": 60},
+    },
+    # Review items past their SLA → one alert each through the project's channels
+    # (console/review_alerts.py, wired in agentops_site/celery.py).
+    "review-sla-alerts": {
+        "task": "agentops_site.review_sla_alerts",
+        "schedule": 60,
+        "options": {"expires": 60},
+    },
+    # Decision records from agentops.decision.* spans (controls/decision_memory.py).
+    "record-decisions": {
+        "task": "controls.tasks.record_decisions",
         "schedule": 60,
         "options": {"expires": 60},
     },

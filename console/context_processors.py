@@ -28,6 +28,8 @@ TAB_OF_URL = {
     "alert-detail": "alerts",
     "cost": "cost",
     "controls": "controls",
+    "review-queue": "review",
+    "review-item": "review",
 }
 SWITCH_URL_OF_TAB = {
     "overview": "overview",
@@ -38,6 +40,7 @@ SWITCH_URL_OF_TAB = {
     "alerts": "alert-list",
     "cost": "cost",
     "controls": "controls",
+    "review": "review-queue",
 }
 
 

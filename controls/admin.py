@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
-from controls.models import Finding, ToolContract
+from controls.models import Finding, ReviewRule, ReviewSla, ToolContract
 from controls.services import FIELDS, contract_clean
 
 
@@ -57,3 +57,40 @@ class FindingAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class ReviewRuleForm(forms.ModelForm):
+    class Meta:
+        model = ReviewRule
+        fields = [
+            "project", "agent", "phase", "min_confidence", "risks", "on_escalation",
+            "on_policy_escalate",
+        ]  # fmt: skip
+
+    def clean_min_confidence(self):
+        value = self.cleaned_data["min_confidence"]
+        if value is not None and not 0 <= value <= 1:
+            raise ValidationError("A confidence is between 0 and 1.")
+        return value
+
+    def clean_risks(self):
+        value = self.cleaned_data["risks"] or []
+        known = ToolContract.Risk.values
+        if not isinstance(value, list) or any(r not in known for r in value):
+            raise ValidationError(f"A list of risk levels among {', '.join(known)}.")
+        return value
+
+
+@admin.register(ReviewRule)
+class ReviewRuleAdmin(admin.ModelAdmin):
+    """When runs go to the review queue on their own (controls/review.py)."""
+
+    form = ReviewRuleForm
+    list_display = ["project", "agent", "phase", "min_confidence", "risks", "on_escalation"]
+    list_filter = ["project"]
+
+
+@admin.register(ReviewSla)
+class ReviewSlaAdmin(admin.ModelAdmin):
+    list_display = ["project", "risk", "minutes"]
+    list_filter = ["project"]

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from controls.approvals import OUTCOME_LABELS, approval_spans, approval_verdicts
 from controls.models import ContractCheck
 from traces.annotations import SpanBadge
-from traces.models import Trace
+from traces.models import Span, Trace
 
 Outcome = ContractCheck.Outcome
 CONTRACT = "Tool contract"
@@ -44,3 +45,24 @@ def contract_badges(*, trace: Trace, span_ids: list[str] | None = None) -> dict:
         qs = qs.filter(span_id__in=span_ids)
     rows = qs.values("span_id", "tool_name", "contract_version", "outcome", "detail")
     return {row["span_id"]: [contract_badge(row)] for row in rows}
+
+
+APPROVAL = "Approval"
+_APPROVAL_TONES = {"ok": "ok", "refused": "info"}
+
+
+def approval_badges(*, trace: Trace, span_ids: list[str] | None = None) -> dict:
+    """The verdict on each tool span of the trace that carries `agentops.approval.id`
+    (`controls.approvals`): approved as asked, refused, or a violation. One query for the
+    spans (the span's unique key starts with project, trace_id), one for the approvals."""
+    qs = Span.objects.filter(project_id=trace.project_id, trace_id=trace.trace_id)
+    if span_ids is not None:
+        qs = qs.filter(span_id__in=span_ids)
+    out: dict = {}
+    for span, verdict in approval_verdicts(project_id=trace.project_id, spans=approval_spans(qs)):
+        tone = _APPROVAL_TONES.get(verdict.outcome, "danger")
+        label = "approval ✓" if tone == "ok" else f"approval ✗ {OUTCOME_LABELS[verdict.outcome]}"
+        out.setdefault(span["span_id"], []).append(
+            SpanBadge(label, tone, verdict.message, APPROVAL)
+        )
+    return out

@@ -13,7 +13,9 @@ closing a customer's account.
 
 from __future__ import annotations
 
-from controls.models import PolicyVersion, ToolContract
+from decimal import Decimal
+
+from controls.models import PolicyVersion, ReviewRule, ReviewSla, ToolContract
 from controls.policies import policy_version_create
 from controls.services import contract_upsert
 from traces.models import Project
@@ -167,3 +169,12 @@ def demo_controls_ensure(*, project: Project) -> None:
             contract_upsert(project=project, data=contract)
     if not PolicyVersion.objects.filter(project=project).exists():
         policy_version_create(project=project, text=DEMO_POLICIES, created_by="demo")
+    # The review queue: escalations, escalate decisions, high-risk calls and unsure
+    # steps of any agent go to a person, who has 30 minutes for high and critical risks
+    # and 4 hours for the rest.
+    if not ReviewRule.objects.filter(project=project).exists():
+        ReviewRule.objects.create(
+            project=project, min_confidence=Decimal("0.5"), risks=["high", "critical"]
+        )
+    for risk, minutes in (("high", 30), ("critical", 30), ("", 240)):
+        ReviewSla.objects.get_or_create(project=project, risk=risk, defaults={"minutes": minutes})

@@ -108,3 +108,18 @@ def uncontracted_tools(
         {**row, "runs": _offending_runs(qs.filter(tool_name=row["tool_name"]), runs)}
         for row in rows
     ]
+
+
+def contract_coverage(
+    *, project_id: int, since: datetime, until: datetime
+) -> dict[str, tuple[int, int]]:
+    """{agent: (tool calls checked, of which under a contract)}: every outcome but
+    `no_contract` is a call under a contract, violations included."""
+    under = ~Q(outcome=ContractCheck.Outcome.NO_CONTRACT)
+    rows = (
+        _checks(project_id, since, until)
+        .values("agent")
+        .annotate(calls=Count("id"), contracted=Count("id", filter=under))
+        .order_by("agent")
+    )
+    return {r["agent"]: (r["calls"], r["contracted"]) for r in rows}

@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.shortcuts import render
 from django.utils import timezone
 
+from controls.approvals import approval_report
 from controls.decisions import SOURCE_LABELS, policy_decision_report
 from controls.findings import findings_in_window
 from controls.models import ContractCheck
@@ -48,4 +49,5 @@ def controls_page(request):
         for row in [decisions["totals"], *decisions["by_policy"]]:
             row["source_labels"] = [(SOURCE_LABELS[s], n) for s, n in row["sources"].items()]
         context["decisions"] = decisions
+        context["approvals"] = approval_report(**window)
     return render(request, "controls/controls.html", context)

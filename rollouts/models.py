@@ -156,6 +156,11 @@ class PromotionCriteria(models.Model):
         max_digits=5, decimal_places=2, default=5, help_text="Percent of runs"
     )
     require_no_kpi_regression = models.BooleanField(default=True)
+    require_readiness = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Readiness items to be met, e.g. ["contracts", "budget"]',
+    )
     window_days = models.PositiveIntegerField(default=14)
 
     class Meta:

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from rollouts import charts
 from rollouts.estimates import kpi_diff, kpi_estimate, mean_estimate, rate_estimate
+from rollouts.extensions import agent_checklists
 from rollouts.models import BASELINE_PHASE, AgentPhase, Kpi, PromotionCriteria
 from rollouts.readiness import readiness_for_agent
 from rollouts.selectors import RunRows, baseline_for, version_order
@@ -65,7 +66,8 @@ def _current_versions(rows) -> dict[str, str]:
 
 def agents_page_read(*, project: Project, window: Window) -> list[dict]:
     """One row per agent that ran in the window: phase, version, figures, KPI lifts against
-    each KPI's baseline, and promotion readiness. Six queries."""
+    each KPI's baseline, promotion readiness and the production readiness checklist
+    (`rollouts.extensions`). A fixed number of queries, however many agents."""
     start_day, end_day = window.start_day, window.end_day
     criteria = list(PromotionCriteria.objects.filter(project=project))
     # Readiness reads each criteria's own window (ending today), so load the widest.
@@ -84,10 +86,34 @@ def agents_page_read(*, project: Project, window: Window) -> list[dict]:
         declared_phase.setdefault(ap.agent, ap.phase)
     declared_kpis = _declared_kpis(project)
     order = version_order(project_id=project.pk)
+    agents = [a for (a,) in by_agent if a]
+    # Production readiness over the page's window, and over each criteria window that
+    # requires readiness items: one read per window, for every agent at once.
+    checklists = agent_checklists(
+        project=project, agents=agents, start_day=start_day, end_day=end_day
+    )
+    required: dict[int, list[str]] = {}
+    for c in criteria:
+        if c.require_readiness and c.agent in checklists:
+            required.setdefault(max(int(c.window_days or 1), 1), []).append(c.agent)
+    by_window: dict[int, dict[str, list]] = {
+        days: (
+            checklists
+            if days == window.days
+            else agent_checklists(
+                project=project,
+                agents=sorted(set(names)),
+                start_day=end_day - timedelta(days=days - 1),
+                end_day=end_day,
+            )
+        )
+        for days, names in required.items()
+    }
     result = []
     for (agent,), fig in sorted(by_agent.items(), key=lambda kv: -kv[1].runs):
         if not agent:
             continue
+        items = checklists.get(agent, [])
         reported = sorted(
             ((f.runs, phase) for (a, phase), f in by_phase.items() if a == agent and phase),
             reverse=True,
@@ -134,7 +160,12 @@ def agents_page_read(*, project: Project, window: Window) -> list[dict]:
                     rows=rows,
                     kpis=declared_kpis,
                     versions=order,
+                    checklists={
+                        days: lists[agent] for days, lists in by_window.items() if agent in lists
+                    },
                 ),
+                "checklist": items,
+                "checklist_met": sum(1 for i in items if i.met),
                 "traces_url": traces_url(project, agent=agent),
                 "compare_url": compare_url(project, agent=agent),
             }

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from rollouts.extensions import agent_checklists
 from rollouts.models import Kpi, PromotionCriteria
 from rollouts.selectors import RunRows, baseline_for, version_order
 from rollouts.stats import NOT_ENOUGH_DATA, WORSE, RateStats, wilson_interval
@@ -65,12 +66,14 @@ def readiness_evaluate(
     rows: RunRows | None = None,
     kpis: list[Kpi] | None = None,
     versions: dict[str, list[str]] | None = None,
+    checklist: list | None = None,
 ) -> Readiness:
     """Evaluate one PromotionCriteria row.
 
-    `rows` (covering the criteria's window), `kpis` (the project's, by name) and `versions`
-    (`version_order`) may be passed in by a caller that already loaded them; whatever is
-    missing is read here.
+    `rows` (covering the criteria's window), `kpis` (the project's, by name), `versions`
+    (`version_order`) and `checklist` (the agent's readiness items over the criteria's
+    window, `rollouts.extensions`) may be passed in by a caller that already loaded them;
+    whatever is missing is read here.
     """
     window = max(int(criteria.window_days or 1), 1)
     start_day = today - timedelta(days=window - 1)
@@ -101,6 +104,22 @@ def readiness_evaluate(
             criteria.max_intervention_rate,
         )
     )
+    required = [k for k in criteria.require_readiness or [] if isinstance(k, str)]
+    if required:
+        if checklist is None:
+            checklist = agent_checklists(
+                project=criteria.project,
+                agents=[criteria.agent],
+                start_day=start_day,
+                end_day=today,
+            )[criteria.agent]
+        items = {item.key: item for item in checklist}
+        for key in required:
+            item = items.get(key)
+            if item is None:
+                result.checks.append(Check(f"Readiness: {key}", False, "not evaluated"))
+            else:
+                result.checks.append(Check(item.label, bool(item.met), item.evidence))
     if criteria.require_no_kpi_regression:
         if kpis is None:
             kpis = list(Kpi.objects.filter(project_id=criteria.project_id).order_by("name"))
@@ -147,18 +166,26 @@ def readiness_for_agent(
     rows: RunRows | None = None,
     kpis: list[Kpi] | None = None,
     versions: dict[str, list[str]] | None = None,
+    checklists: dict[int, list] | None = None,
 ) -> list[Readiness]:
     """Readiness for each criteria row of the agent (the current phase's first), or [].
 
-    `criteria` is the agent's rows when the caller loaded them; the other preloaded reads
-    are handed on to `readiness_evaluate`.
+    `criteria` is the agent's rows when the caller loaded them; `checklists` the agent's
+    readiness items per criteria window (days); the other preloaded reads are handed on to
+    `readiness_evaluate`.
     """
     if criteria is None:
         criteria = list(PromotionCriteria.objects.filter(project_id=project_id, agent=agent))
     ordered = sorted(criteria, key=lambda c: (c.from_phase != phase, c.from_phase, c.to_phase))
     return [
         readiness_evaluate(
-            criteria=c, today=today, version=version, rows=rows, kpis=kpis, versions=versions
+            criteria=c,
+            today=today,
+            version=version,
+            rows=rows,
+            kpis=kpis,
+            versions=versions,
+            checklist=(checklists or {}).get(max(int(c.window_days or 1), 1)),
         )
         for c in ordered
     ]

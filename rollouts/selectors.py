@@ -359,3 +359,10 @@ def agent_phase_history(*, project: Project, agent: str, now: datetime | None = 
             current = row.phase
     history.reverse()
     return {"current": current, "history": history}
+
+
+def kpi_declared_names(*, project_id: int) -> list[str]:
+    """The names of the project's declared KPIs, sorted."""
+    return list(
+        Kpi.objects.filter(project_id=project_id).order_by("name").values_list("name", flat=True)
+    )

@@ -11,6 +11,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
+from rollouts.extensions import agent_checklists
 from rollouts.models import DECLARED_PHASES
 from rollouts.pages import (
     DIMS,
@@ -157,8 +158,13 @@ def compare_page(request):
     # An agent paused a while ago may have no runs left in the window: its phase can still
     # be read and changed here.
     context.update(read or {})
+    checklist = agent_checklists(
+        project=project, agents=[agent], start_day=window.start_day, end_day=window.end_day
+    )[agent]
     context.update(
         {
+            "checklist": checklist,
+            "checklist_met": sum(1 for i in checklist if i.met),
             "has_runs": read is not None,
             "dim": dim,
             "dim_label": DIMS[dim],

@@ -167,3 +167,18 @@ def outcomes_record(*, project_id: int, items: list[dict]) -> OutcomeResult:
         Outcome.objects.bulk_update(to_update, ["value", "source", "recorded_at", "received_at"])
     result.created, result.updated = len(to_create), len(to_update)
     return result
+
+
+# ------------------------------------------------------------------ interventions
+
+
+def trace_mark_intervened(*, project_id: int, trace_ids: list[str], now=None) -> int:
+    """Count the runs as ones a person changed or took over (a review decision, say);
+    returns how many were not already. `last_received_at` moves too, so that the run
+    rollups recompute their day (they find changed days by it)."""
+    from traces.models import Trace
+
+    now = now or datetime.now(UTC)
+    return Trace.objects.filter(
+        project_id=project_id, trace_id__in=trace_ids, intervened=False
+    ).update(intervened=True, last_received_at=now)

@@ -119,11 +119,19 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def event_name(message: AlertMessage) -> str:
+    """The event a receiver routes on: "test", "review_sla" (a review item past its SLA),
+    else "budget_alert"."""
+    if message.test:
+        return "test"
+    return "review_sla" if message.kind == "review_sla" else "budget_alert"
+
+
 def payload_build(message: AlertMessage, *, sent_at: datetime) -> dict:
     percent = message.percent
     return {
         "version": PAYLOAD_VERSION,
-        "event": "test" if message.test else "budget_alert",
+        "event": event_name(message),
         "sent_at": _iso(sent_at),
         "alert": {
             "id": message.alert_id,
@@ -178,7 +186,7 @@ def request_build(
         **config.headers,
         "Content-Type": "application/json; charset=utf-8",
         "User-Agent": USER_AGENT,
-        "X-AgentOps-Event": "test" if message.test else "budget_alert",
+        "X-AgentOps-Event": event_name(message),
         TIMESTAMP_HEADER: str(timestamp),
         SIGNATURE_HEADER: f"t={timestamp},v1={signature}",
     }

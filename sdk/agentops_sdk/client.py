@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -24,6 +26,9 @@ from opentelemetry import trace
 
 # Throttling and a slow request body are the console being busy, not the caller's mistake.
 UNAVAILABLE_4XX = {408, 429}
+MAX_APPROVAL_TIMEOUT_S = 24 * 3600
+MAX_APPROVAL_WAIT_S = 30  # the console's cap on one long-poll
+APPROVAL_GRACE_S = 2
 
 
 class RequestRefused(Exception):
@@ -57,6 +62,23 @@ class BudgetDecision:
     allow: bool
     reason: str
     envelopes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A person's answer to `Client.request_approval`. Only "approved" lets the action
+    run: "denied", "expired", "pending" (no answer within the timeout) and "unavailable"
+    (the console could not be asked or did not answer) all mean no."""
+
+    id: str  # the console's approval id ("" when it was never stored)
+    status: str
+    decided_by: str = ""
+    note: str = ""
+    reason: str = ""  # why there is no decision, for "pending" and "unavailable"
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "approved"
 
 
 class Client:
@@ -173,13 +195,112 @@ class Client:
             span.set_attribute("agentops.budget.reason", decision.reason)
         return decision
 
+    def request_approval(
+        self,
+        agent: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        risk: str = "",
+        confidence: Any = None,
+        reason: str = "",
+        timeout_s: int = 300,
+        agent_version: str = "",
+    ) -> Approval:
+        """Ask a person whether `agent` may call `tool` with `arguments`, and wait for the
+        answer: approved, denied, or expired after `timeout_s` seconds (1 to 86400). Blocks
+        up to the timeout, long-polling the console (at most 30 s per request). Fails
+        closed: anything but an approval, including a console that cannot be reached, is
+        `approved == False`. A 4xx (a bad field or key) raises RequestRefused.
+
+        The approval is bound to these arguments: the tool span of the call must carry
+        `agentops.approval.id` and the same arguments (as JSON), or the console flags it.
+        The id and the status are recorded on the current span (`agentops.approval.id`,
+        `agentops.approval.status`): call this inside the tool's span (a function
+        decorated with `contracted_tool`) and the binding is made for you."""
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, int):
+            raise TypeError("timeout_s must be a whole number of seconds")
+        if not 1 <= timeout_s <= MAX_APPROVAL_TIMEOUT_S:
+            raise ValueError(f"timeout_s must be 1 to {MAX_APPROVAL_TIMEOUT_S} seconds")
+        # The form the tool span records its arguments in (`contracted_tool`), so the hashes
+        # of the two agree for values JSON has no type for (dates, decimals).
+        arguments = json.loads(json.dumps(arguments, default=str))
+        body: dict[str, Any] = {
+            "agent": agent,
+            "tool": tool,
+            "arguments": arguments,
+            "timeout_s": timeout_s,
+        }
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            body["trace_id"] = trace.format_trace_id(context.trace_id)
+            body["span_id"] = trace.format_span_id(context.span_id)
+        for name, value in (("agent_version", agent_version), ("risk", risk), ("reason", reason)):
+            if value:
+                body[name] = value
+        if confidence is not None:
+            body["confidence"] = str(confidence)
+        approval = self._approval_answer(body, timeout_s)
+        span = trace.get_current_span()
+        if span.is_recording():
+            if approval.id:
+                span.set_attribute("agentops.approval.id", approval.id)
+            span.set_attribute("agentops.approval.status", approval.status)
+        return approval
+
+    def _approval_answer(self, body: dict[str, Any], timeout_s: int) -> Approval:
+        try:
+            created = self._request("POST", "/api/approvals/", body)
+            approval_id = str(created["id"])
+        except (Unavailable, KeyError, TypeError) as exc:
+            return Approval(id="", status="unavailable", reason=self._unavailable_reason(exc))
+        # The console's deadline starts when it stored the request: wait a little past it,
+        # so the last answer is its "expired", not a guess.
+        deadline = time.monotonic() + timeout_s + APPROVAL_GRACE_S
+        last = Approval(id=approval_id, status="pending", reason="no decision yet")
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return Approval(
+                    id=approval_id,
+                    status=last.status,
+                    reason=f"no decision within {timeout_s} s; failing closed",
+                )
+            wait = max(0, min(MAX_APPROVAL_WAIT_S, math.ceil(left)))
+            started = time.monotonic()
+            try:
+                answer = self._request(
+                    "GET", f"/api/approvals/{approval_id}/?wait={wait}", timeout=wait + self.timeout
+                )
+                status = str(answer["status"])
+                last = Approval(
+                    id=approval_id,
+                    status=status,
+                    decided_by=str(answer.get("decided_by") or ""),
+                    note=str(answer.get("note") or ""),
+                )
+            except (Unavailable, KeyError, TypeError, AttributeError) as exc:
+                status = "pending"
+                last = Approval(id=approval_id, status="pending", reason=str(exc))
+            if status != "pending":
+                return last
+            if time.monotonic() - started < min(wait, 1):
+                # Answered without waiting (the console holds as many waits as it takes, or
+                # could not be reached): poll again in a moment, not in a tight loop.
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
     def _unavailable_reason(self, exc: Exception) -> str:
         outcome = "failing closed" if self.fail_closed else "failing open (fail_closed=False)"
         detail = str(exc) if isinstance(exc, Unavailable) else f"unexpected answer ({exc!r})"
         return f"unavailable: {detail}; {outcome}"
 
     def _request(
-        self, method: str, path: str, body: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.key}", "Accept": "application/json"}
         data = None
@@ -191,7 +312,9 @@ class Client:
             self.base_url + path, data=data, method=method, headers=headers
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(  # noqa: S310
+                request, timeout=timeout or self.timeout
+            ) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:500]

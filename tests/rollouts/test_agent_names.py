@@ -59,8 +59,9 @@ def _links(body: str) -> list[str]:
 
 
 def _agent_links(body: str) -> list[str]:
-    """Links on a page that carry an agent name: the trace list and the comparison."""
-    return [h for h in _links(body) if "agent=" in h]
+    """Links on a page that carry an agent name: the trace list and the comparison (each
+    once: the readiness checklist links to them again)."""
+    return list(dict.fromkeys(h for h in _links(body) if "agent=" in h))
 
 
 def _get(client, url):

@@ -42,6 +42,20 @@ def test_the_demo_controls_are_set_up_once_and_edits_are_kept(demo_project):
     assert PolicyVersion.objects.get(project=demo_project, active=True) == edited
 
 
+def test_the_demo_sends_escalations_and_unsure_steps_to_the_review_queue(demo_project):
+    from controls.models import ReviewRule, ReviewSla
+    from controls.review import review_sla_minutes
+
+    (rule,) = ReviewRule.objects.filter(project=demo_project)
+    assert (rule.agent, rule.phase, rule.risks) == ("", "", ["high", "critical"])
+    assert rule.on_escalation and rule.on_policy_escalate
+    assert review_sla_minutes(project_id=demo_project.pk, risk="critical") == 30
+    assert review_sla_minutes(project_id=demo_project.pk, risk="low") == 240
+    demo_controls_ensure(project=demo_project)
+    assert ReviewRule.objects.filter(project=demo_project).count() == 1
+    assert ReviewSla.objects.filter(project=demo_project).count() == 3
+
+
 @pytest.mark.parametrize(
     ("agent", "tool", "amount", "decision", "policy"),
     [

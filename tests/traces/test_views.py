@@ -506,8 +506,9 @@ def test_the_timeline_links_to_its_session(client_logged_in, project):
 
 # session + user, then the page's own reads; none grows with rows or spans.
 LIST_QUERIES = 7  # + count, agents, nav projects, page of traces, firing-alert badge
-TIMELINE_QUERIES = 9  # + project, trace, span columns, storyline texts, contract checks,
-# nav projects, firing-alert badge
+TIMELINE_QUERIES = 10  # + project, trace, span columns, storyline texts, contract checks,
+# tool spans with an approval id (their approvals only when there are some), nav projects,
+# firing-alert badge
 
 
 @pytest.mark.parametrize("traces", [1, 12])

@@ -1,0 +1,408 @@
+"""Decision memory: the decisions agents took (`agentops.decision.*` on a span), kept as
+`DecisionRecord`s, searchable, and joined to what a person did.
+
+**Extraction** runs off the ingest path: a Celery task every minute over the spans started
+in the trailing `WINDOW` (`controls.tasks.record_decisions`) and `manage.py
+record_decisions [--since]` for a sweep. A span is a decision when it carries
+`agentops.decision.action`. The spans read are those with no record yet (an anti-join on
+the record's unique key, project + trace + span), and the insert ignores conflicts, so a
+span is recorded once however often and however concurrently the extraction runs.
+
+**The person's action** (shadow phase: the agent recommends, a person acts) arrives
+through `POST /api/decisions/action` (`decision_action_record`): by trace id, and span id
+when the run took several decisions. A run whose decision was not extracted yet is
+extracted first, so the action never waits for the beat.
+
+**Search** is full-text over context and action: on PostgreSQL a stored generated column
+`search_vector` (`to_tsvector('english', …)`) with a GIN index, on SQLite the FTS5 table
+`controls_decisionrecord_fts` kept in sync by triggers (migration 0006). Words only: a
+query is cut into words, so no input is a syntax error on either database.
+
+**Agreement** of recommendation and action: the share of decisions with a person's action
+whose action is the agent's (trimmed, case-insensitive), per agent and version, with the
+Wilson 95 % interval of `rollouts.stats`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import connection
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    Exists,
+    F,
+    FloatField,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Lower, Trim
+from django.utils import timezone
+
+from controls.models import DecisionRecord
+from rollouts.stats import RateStats, wilson_interval
+from traces.models import Outcome, Project, Span, Trace
+
+PREFIX = "agentops.decision."
+ACTION = "agentops.decision.action"
+CONTEXT = "agentops.decision.context"
+OPTIONS = "agentops.decision.options"
+CONFIDENCE = "agentops.decision.confidence"
+CONFIDENCE_FALLBACK = "agentops.confidence"
+POLICIES = "agentops.decision.policies"
+PHASE = "agentops.autonomy.phase"
+WINDOW = timedelta(hours=6)
+CHUNK = 1000
+MAX_TERMS = 32
+ACTION_MAX = DecisionRecord._meta.get_field("action").max_length
+
+# PostgreSQL: the stored tsvector of context and action, GIN-indexed (migration 0006).
+PG_DOCUMENT = '"controls_decisionrecord"."search_vector"'
+FTS_TABLE = "controls_decisionrecord_fts"
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+# ------------------------------------------------------------------ extraction
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str)
+
+
+def _list(value: Any) -> list[str]:
+    """A string array, a JSON array in a string, or one string."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return [value]
+        value = parsed
+    if isinstance(value, list | tuple):
+        return [v if isinstance(v, str) else json.dumps(v, default=str) for v in value]
+    return [_text(value)]
+
+
+def _confidence(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None or value == "":
+        return None
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    if not number.is_finite() or number < 0 or number > 1:
+        return None
+    return number.quantize(Decimal("0.001"))
+
+
+def record_from_span(span: Span, trace_phase: str = "") -> DecisionRecord:
+    """The decision a span reports (it carries `agentops.decision.action`)."""
+    attrs = span.attributes or {}
+    confidence = attrs.get(CONFIDENCE, attrs.get(CONFIDENCE_FALLBACK))
+    return DecisionRecord(
+        project_id=span.project_id,
+        trace_id=span.trace_id,
+        span_id=span.span_id,
+        agent=span.agent,
+        agent_version=span.agent_version,
+        prompt_version=span.prompt_version,
+        phase=(_text(attrs.get(PHASE)) or trace_phase)[:16],
+        context=_text(attrs.get(CONTEXT)),
+        options=_list(attrs.get(OPTIONS)),
+        action=_text(attrs.get(ACTION)).strip()[:ACTION_MAX],
+        confidence=_confidence(confidence),
+        policies=_list(attrs.get(POLICIES)),
+        decided_at=span.started_at,
+    )
+
+
+def decisions_record(
+    *, since: datetime | None = None, project_id: int | None = None, trace_id: str = ""
+) -> int:
+    """Record the decision spans (started at or after `since`) that have no record yet.
+    Returns how many records were created."""
+    recorded = DecisionRecord.objects.filter(
+        project_id=OuterRef("project_id"),
+        trace_id=OuterRef("trace_id"),
+        span_id=OuterRef("span_id"),
+    )
+    spans = Span.objects.filter(attributes__has_key=ACTION).filter(~Exists(recorded))
+    if since is not None:
+        spans = spans.filter(started_at__gte=since)
+    if project_id is not None:
+        spans = spans.filter(project_id=project_id)
+    if trace_id:
+        spans = spans.filter(trace_id=trace_id)
+    spans = spans.only(
+        "project_id",
+        "trace_id",
+        "span_id",
+        "agent",
+        "agent_version",
+        "prompt_version",
+        "attributes",
+        "started_at",
+    )
+    created = 0
+    batch: list[Span] = []
+    for span in spans.order_by("id").iterator(chunk_size=CHUNK):
+        batch.append(span)
+        if len(batch) >= CHUNK:
+            created += _store(batch)
+            batch = []
+    if batch:
+        created += _store(batch)
+    return created
+
+
+def _store(spans: list[Span]) -> int:
+    phases = dict(
+        Trace.objects.filter(
+            project_id__in={s.project_id for s in spans},
+            trace_id__in={s.trace_id for s in spans},
+        ).values_list("trace_id", "phase")
+    )
+    rows = [record_from_span(s, phases.get(s.trace_id, "")) for s in spans]
+    # The anti-join left out what was recorded; a concurrent run's rows are ignored here.
+    DecisionRecord.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def decisions_record_recent() -> int:
+    """The beat's run: the trailing WINDOW of span start times, a project at a time (each
+    read uses the spans' project and start-time index)."""
+    since = datetime.now(UTC) - WINDOW
+    return sum(
+        decisions_record(since=since, project_id=pk)
+        for pk in Project.objects.order_by("pk").values_list("pk", flat=True)
+    )
+
+
+# ------------------------------------------------------------------ the person's action
+
+
+class DecisionNotFound(LookupError):
+    pass
+
+
+def decision_action_record(
+    *,
+    project_id: int,
+    trace_id: str,
+    span_id: str = "",
+    action: str,
+    acted_at: datetime | None = None,
+) -> DecisionRecord:
+    """Store what a person did about a decision (the trace's only or latest decision when
+    no span is named). Posting again replaces it."""
+    trace_id = trace_id.lower()
+    span_id = span_id.lower()
+
+    def find() -> DecisionRecord | None:
+        qs = DecisionRecord.objects.filter(project_id=project_id, trace_id=trace_id)
+        if span_id:
+            qs = qs.filter(span_id=span_id)
+        return qs.order_by("-decided_at", "-id").first()
+
+    record = find()
+    if record is None:
+        decisions_record(project_id=project_id, trace_id=trace_id)
+        record = find()
+    if record is None:
+        raise DecisionNotFound(trace_id)
+    record.human_action = action.replace("\x00", "").strip()[:ACTION_MAX]
+    record.human_action_at = acted_at or timezone.now()
+    record.save(update_fields=["human_action", "human_action_at"])
+    return record
+
+
+# ------------------------------------------------------------------ search
+
+
+def _terms(q: str) -> list[str]:
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(q or "")))
+    return words[:MAX_TERMS]
+
+
+def decision_search(qs: QuerySet, q: str, *, any_term: bool = False) -> QuerySet:
+    """`qs` narrowed to the decisions whose context or action has the words of `q` (all
+    of them, or any with `any_term`), annotated with `score` (higher is closer)."""
+    terms = _terms(q)
+    if not terms:
+        return qs.none().annotate(score=Value(0.0, output_field=FloatField()))
+    text = " ".join(terms)
+    # The SQL below is built from constants only; the words are always bound parameters.
+    if connection.vendor == "postgresql":
+        tsquery = "plainto_tsquery('english', %s)"
+        if any_term:
+            tsquery = "replace(plainto_tsquery('english', %s)::text, '&', '|')::tsquery"
+        return qs.filter(
+            RawSQL(f"{PG_DOCUMENT} @@ {tsquery}", [text], output_field=BooleanField())  # noqa: S611
+        ).annotate(
+            score=RawSQL(f"ts_rank({PG_DOCUMENT}, {tsquery})", [text], output_field=FloatField())  # noqa: S611
+        )
+    match = (" OR " if any_term else " ").join(f'"{t}"' for t in terms)
+    table = DecisionRecord._meta.db_table
+    return qs.filter(
+        pk__in=RawSQL(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s", [match])  # noqa: S611
+    ).annotate(
+        score=RawSQL(  # noqa: S611
+            f"(SELECT -bm25({FTS_TABLE}) FROM {FTS_TABLE} "
+            f'WHERE {FTS_TABLE} MATCH %s AND rowid = "{table}"."id")',
+            [match],
+            output_field=FloatField(),
+        )
+    )
+
+
+OUTCOMES = {
+    "agreed": "the person did what the agent recommended",
+    "overridden": "the person did something else",
+    "pending": "no action from a person yet",
+}
+
+
+def _agrees() -> Q:
+    return Q(agree_action=F("agree_human"))
+
+
+def _with_agreement(qs: QuerySet) -> QuerySet:
+    return qs.annotate(agree_action=Lower(Trim("action")), agree_human=Lower(Trim("human_action")))
+
+
+@dataclass
+class DecisionFilters:
+    q: str = ""
+    agent: str = ""
+    version: str = ""
+    action: str = ""
+    outcome: str = ""
+
+    @classmethod
+    def from_query(cls, params) -> DecisionFilters:
+        """Unknown outcomes are a ValueError (a 400 for the API, ignored by the page)."""
+        values = {
+            k: str(params.get(k) or "").replace("\x00", "").strip()[:500]
+            for k in ("q", "agent", "version", "action")
+        }
+        outcome = (params.get("outcome") or "").strip()
+        if outcome and outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
+        return cls(outcome=outcome, **values)
+
+
+def decision_list(*, project_id: int, filters: DecisionFilters) -> QuerySet:
+    """A project's decisions, filtered; most relevant first with a query, else newest."""
+    qs = DecisionRecord.objects.filter(project_id=project_id)
+    if filters.agent:
+        qs = qs.filter(agent=filters.agent)
+    if filters.version:
+        qs = qs.filter(agent_version=filters.version)
+    if filters.action:
+        qs = qs.filter(action=filters.action)
+    if filters.outcome == "pending":
+        qs = qs.filter(human_action="")
+    elif filters.outcome:
+        qs = _with_agreement(qs.exclude(human_action=""))
+        qs = qs.filter(_agrees()) if filters.outcome == "agreed" else qs.exclude(_agrees())
+    if filters.q:
+        return decision_search(qs, filters.q).order_by("-score", "-decided_at", "-id")
+    return qs.order_by("-decided_at", "-id")
+
+
+def decision_get(*, project_ids, pk: int) -> DecisionRecord | None:
+    return DecisionRecord.objects.filter(project_id__in=project_ids, pk=pk).first()
+
+
+def similar_decisions(record: DecisionRecord, *, limit: int = 5) -> list[DecisionRecord]:
+    """Earlier decisions of the same agent whose context shares the most words with this
+    one's (full-text rank over any of its words)."""
+    qs = DecisionRecord.objects.filter(
+        project_id=record.project_id, agent=record.agent, decided_at__lte=record.decided_at
+    ).exclude(pk=record.pk)
+    return list(
+        decision_search(qs, record.context or record.action, any_term=True).order_by(
+            "-score", "-decided_at", "-id"
+        )[:limit]
+    )
+
+
+def decision_outcome(record: DecisionRecord) -> str:
+    if not record.human_action:
+        return "pending"
+    same = record.human_action.strip().casefold() == record.action.strip().casefold()
+    return "agreed" if same else "overridden"
+
+
+def run_outcomes(records: list[DecisionRecord]) -> dict[str, list[Outcome]]:
+    """The KPI and eval outcomes of the runs of these decisions, by trace id."""
+    by_trace: dict[str, list[Outcome]] = {}
+    if not records:
+        return by_trace
+    rows = Outcome.objects.filter(
+        project_id=records[0].project_id, trace_id__in={r.trace_id for r in records}
+    ).order_by("kind", "name")
+    for row in rows:
+        by_trace.setdefault(row.trace_id, []).append(row)
+    return by_trace
+
+
+# ------------------------------------------------------------------ agreement
+
+
+def agreement_by_version(
+    *, project_id: int, agent: str = "", phase: str = ""
+) -> list[dict[str, Any]]:
+    """Per agent and version: decisions with a person's action, how many agreed, the rate
+    and its Wilson 95 % interval."""
+    qs = DecisionRecord.objects.filter(project_id=project_id).exclude(human_action="")
+    if agent:
+        qs = qs.filter(agent=agent)
+    if phase:
+        qs = qs.filter(phase=phase)
+    rows = (
+        _with_agreement(qs)
+        .values("agent", "agent_version")
+        .annotate(
+            n=Count("id"),
+            agreed=Sum(
+                Case(When(_agrees(), then=Value(1)), default=Value(0)),
+                output_field=IntegerField(),
+            ),
+        )
+        .order_by("agent", "agent_version")
+    )
+    result = []
+    for row in rows:
+        stats = RateStats(n=row["n"], successes=row["agreed"] or 0)
+        low, high = wilson_interval(stats)
+        result.append(
+            {
+                "agent": row["agent"],
+                "agent_version": row["agent_version"],
+                "n": stats.n,
+                "agreed": stats.successes,
+                "rate": stats.rate,
+                "low": low,
+                "high": high,
+            }
+        )
+    return result
