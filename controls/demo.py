@@ -169,12 +169,12 @@ def demo_controls_ensure(*, project: Project) -> None:
             contract_upsert(project=project, data=contract)
     if not PolicyVersion.objects.filter(project=project).exists():
         policy_version_create(project=project, text=DEMO_POLICIES, created_by="demo")
-    # The review queue: escalations, escalate decisions, high-risk calls and unsure
+    # The review queue: escalations, escalate decisions, critical-risk calls and unsure
     # steps of any agent go to a person, who has 30 minutes for high and critical risks
     # and 4 hours for the rest.
     if not ReviewRule.objects.filter(project=project).exists():
         ReviewRule.objects.create(
-            project=project, min_confidence=Decimal("0.5"), risks=["high", "critical"]
+            project=project, min_confidence=Decimal("0.5"), risks=["critical"]
         )
     for risk, minutes in (("high", 30), ("critical", 30), ("", 240)):
         ReviewSla.objects.get_or_create(project=project, risk=risk, defaults={"minutes": minutes})

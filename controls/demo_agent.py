@@ -31,7 +31,13 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
-from agentops_sdk import Client, ContractUnavailable, ContractViolation, contracted_tool
+from agentops_sdk import (
+    Client,
+    ContractUnavailable,
+    ContractViolation,
+    contracted_tool,
+    record_decision,
+)
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -311,6 +317,16 @@ class GovernedDemo:
             agent_version=agent.profile.version,
             amount=amount,
             risk="high",
+        )
+        # Decision memory: what the agent knew, what it weighed, what it chose.
+        record_decision(
+            f"Customer asks for a refund of {amount} on order #{n} (duplicate charge).",
+            ["issue_refund", "escalate to a person", "decline"],
+            "issue_refund" if decision.ok else f"stop: policy said {decision.decision}",
+            confidence=0.86,
+            policies=decision.policy_ids,
+            child_span=True,
+            tracer_provider=agent.provider,
         )
         if decision.decision == "escalate":
             out.outcome, out.detail = "escalated", decision.reason

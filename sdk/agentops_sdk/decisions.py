@@ -56,14 +56,16 @@ def record_decision(
     policies: Iterable[str] | None = None,
     *,
     child_span: bool = False,
+    tracer_provider: Any = None,
 ) -> trace.Span:
     """Say on the span what the agent knew, which options it weighed and what it chose.
-    With `child_span=True` (or no recording span) the decision gets a span of its own."""
+    With `child_span=True` (or no recording span) the decision gets a span of its own,
+    from `tracer_provider` (default: the global one)."""
     attributes = decision_attributes(context, options, action, confidence, policies)
     current = trace.get_current_span()
     if current.is_recording() and not child_span:
         current.set_attributes(attributes)
         return current
-    tracer = trace.get_tracer("agentops_sdk")
+    tracer = trace.get_tracer("agentops_sdk", tracer_provider=tracer_provider)
     with tracer.start_as_current_span("decision", attributes=attributes) as span:
         return span

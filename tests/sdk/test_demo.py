@@ -47,7 +47,7 @@ def test_the_demo_sends_escalations_and_unsure_steps_to_the_review_queue(demo_pr
     from controls.review import review_sla_minutes
 
     (rule,) = ReviewRule.objects.filter(project=demo_project)
-    assert (rule.agent, rule.phase, rule.risks) == ("", "", ["high", "critical"])
+    assert (rule.agent, rule.phase, rule.risks) == ("", "", ["critical"])
     assert rule.on_escalation and rule.on_policy_escalate
     assert review_sla_minutes(project_id=demo_project.pk, risk="critical") == 30
     assert review_sla_minutes(project_id=demo_project.pk, risk="low") == 240
@@ -119,3 +119,11 @@ def test_the_governed_demo_shows_every_control(live_server, demo_project):
     assert ContractCheck.objects.filter(outcome="ok").count() > 20
     refund = Span.objects.get(trace_id=tour[1].trace_id, name="execute_tool issue_refund")
     assert refund.attributes["agentops.idempotency_key"].startswith("refund-")
+    # Each refund the agents weigh is remembered as a decision, with what they chose.
+    from controls.decision_memory import decisions_record
+    from controls.models import DecisionRecord
+
+    decisions_record(project_id=demo_project.pk)
+    actions = dict(DecisionRecord.objects.values_list("trace_id", "action"))
+    assert actions[tour[1].trace_id] == "issue_refund"
+    assert actions[tour[2].trace_id] == "stop: policy said escalate"
