@@ -28,6 +28,7 @@ TAB_OF_URL = {
     "alert-detail": "alerts",
     "cost": "cost",
     "controls": "controls",
+    "contracts": "controls",
     "review-queue": "review",
     "review-item": "review",
 }
