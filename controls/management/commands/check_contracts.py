@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from controls.checks import contract_checks_run
-from traces.models import Project
+from controls.management.options import add_project_argument, project_id_option
 
 
 class Command(BaseCommand):
     help = "Check every tool span without a contract check against its project's contracts."
 
     def add_arguments(self, parser):
-        parser.add_argument("--project", default="", help="Only this project (slug)")
+        add_project_argument(parser)
 
     def handle(self, *args, **options):
-        project_id = None
-        if slug := options["project"]:
-            project = Project.objects.filter(slug=slug).first()
-            if project is None:
-                raise CommandError(f"No project {slug!r}.")
-            project_id = project.pk
-        examined = contract_checks_run(project_id=project_id)
+        examined = contract_checks_run(project_id=project_id_option(options["project"]))
         self.stdout.write(f"Checked {examined} tool span(s).")
