@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -368,26 +368,52 @@ def run_outcomes(records: list[DecisionRecord]) -> dict[str, list[Outcome]]:
 # ------------------------------------------------------------------ agreement
 
 
-def agreement_by_version(
-    *, project_id: int, agent: str = "", phase: str = ""
-) -> list[dict[str, Any]]:
-    """Per agent and version: decisions with a person's action, how many agreed, the rate
-    and its Wilson 95 % interval."""
+def _acted(project_id: int, agent: str = "", phase: str = "", version: str = "") -> QuerySet:
     qs = DecisionRecord.objects.filter(project_id=project_id).exclude(human_action="")
     if agent:
         qs = qs.filter(agent=agent)
     if phase:
         qs = qs.filter(phase=phase)
+    if version:
+        qs = qs.filter(agent_version=version)
+    return _with_agreement(qs)
+
+
+def _agreement_counts() -> dict[str, Any]:
+    return {
+        "n": Count("id"),
+        "agreed": Sum(
+            Case(When(_agrees(), then=Value(1)), default=Value(0)),
+            output_field=IntegerField(),
+        ),
+    }
+
+
+def agreement_in_window(
+    *, project_id: int, agent: str, phase: str, version: str, start_day: date, end_day: date
+) -> tuple[int, int]:
+    """(decisions with a person's action, how many agreed) of the agent's decisions taken
+    in `phase` (and `version`, when given) on the UTC days `start_day`..`end_day`. The
+    shadow agreement of the promotion criteria (`rollouts.extensions`)."""
+    start = datetime.combine(start_day, time.min, tzinfo=UTC)
+    end = datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=UTC)
+    row = (
+        _acted(project_id, agent, phase, version)
+        .filter(decided_at__gte=start, decided_at__lt=end)
+        .aggregate(**_agreement_counts())
+    )
+    return row["n"] or 0, row["agreed"] or 0
+
+
+def agreement_by_version(
+    *, project_id: int, agent: str = "", phase: str = ""
+) -> list[dict[str, Any]]:
+    """Per agent and version: decisions with a person's action, how many agreed, the rate
+    and its Wilson 95 % interval."""
     rows = (
-        _with_agreement(qs)
+        _acted(project_id, agent, phase)
         .values("agent", "agent_version")
-        .annotate(
-            n=Count("id"),
-            agreed=Sum(
-                Case(When(_agrees(), then=Value(1)), default=Value(0)),
-                output_field=IntegerField(),
-            ),
-        )
+        .annotate(**_agreement_counts())
         .order_by("agent", "agent_version")
     )
     result = []

@@ -44,6 +44,7 @@ class PromotionCriteriaAdmin(admin.ModelAdmin):
         "max_exception_rate",
         "max_intervention_rate",
         "require_no_kpi_regression",
+        "min_shadow_agreement",
         "window_days",
         "project",
     ]

@@ -53,3 +53,40 @@ def agent_checklists(
             if agent in out:
                 out[agent].extend(items)
     return out
+
+
+# ------------------------------------------------------------------ shadow agreement
+
+# `agreement(project_id=..., agent=..., phase=..., version=..., start_day=..., end_day=...)`
+# → (decisions with a person's action, how many of them agreed with the agent), read from
+# decision memory (`controls`), which `rollouts` may not import.
+AgreementProvider = Callable[..., tuple[int, int]]
+_agreement: list[AgreementProvider] = []
+
+
+def shadow_agreement_provider(provider: AgreementProvider) -> AgreementProvider:
+    """Register the one source of shadow agreement counts. Idempotent."""
+    if provider not in _agreement:
+        _agreement.append(provider)
+    return provider
+
+
+def shadow_agreement(
+    *, project_id: int, agent: str, phase: str, version: str, start_day: date, end_day: date
+) -> tuple[int, int] | None:
+    """(n, agreed) from the registered provider, None when none is registered or it
+    failed (logged): a criterion that needs it is then not met."""
+    for provider in _agreement:
+        try:
+            return provider(
+                project_id=project_id,
+                agent=agent,
+                phase=phase,
+                version=version,
+                start_day=start_day,
+                end_day=end_day,
+            )
+        except Exception:
+            logger.exception("shadow agreement provider %r failed", provider)
+            return None
+    return None

@@ -5,6 +5,7 @@ The tables keep the names they had when these models lived in `traces` (no data 
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from traces.models import AUTONOMY_PHASES, Phase, Project, money_field
@@ -160,6 +161,18 @@ class PromotionCriteria(models.Model):
         default=list,
         blank=True,
         help_text='Readiness items to be met, e.g. ["contracts", "budget"]',
+    )
+    min_shadow_agreement = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text=(
+            "Percent. Met when the 95 % interval's lower bound of the agreement between the "
+            "agent's recommendations and the people's actions (decision memory) reaches it; "
+            "empty: not required"
+        ),
     )
     window_days = models.PositiveIntegerField(default=14)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from rollouts.extensions import agent_checklists
+from rollouts.extensions import agent_checklists, shadow_agreement
 from rollouts.models import Kpi, PromotionCriteria
 from rollouts.selectors import RunRows, baseline_for, version_order
 from rollouts.stats import NOT_ENOUGH_DATA, WORSE, RateStats, wilson_interval
@@ -56,6 +56,38 @@ def _rate_check(name: str, rate: RateStats | None, limit) -> Check:
         return Check(name, False, f"no runs to measure (limit {limit:g} %)")
     met = rate.rate * 100.0 <= limit
     return Check(name, met, f"{_rate_text(rate)}; limit {limit:g} %")
+
+
+def _agreement_check(
+    criteria: PromotionCriteria, *, version: str, start_day: date, end_day: date
+) -> Check:
+    """Shadow agreement: the people's actions against the agent's recommendations in
+    `from_phase`, met when the Wilson interval's lower bound reaches the minimum, so a
+    handful of lucky agreements cannot promote an agent."""
+    need = float(criteria.min_shadow_agreement)
+    counts = shadow_agreement(
+        project_id=criteria.project_id,
+        agent=criteria.agent,
+        phase=criteria.from_phase,
+        version=version,
+        start_day=start_day,
+        end_day=end_day,
+    )
+    name = "Shadow agreement"
+    if counts is None:
+        return Check(name, False, "decision memory could not be read")
+    n, agreed = counts
+    of = f" of version {version}" if version else ""
+    if n == 0:
+        return Check(name, False, f"no decisions{of} with a person's action yet; need ≥ {need:g} %")
+    rate = RateStats(n=n, successes=agreed)
+    low, high = wilson_interval(rate)
+    return Check(
+        name,
+        low * 100.0 >= need,
+        f"{rate.rate * 100:.1f} % ({agreed:,} of {n:,} decisions{of}; 95 % CI "
+        f"{low * 100:.1f}–{high * 100:.1f} %); need the interval's lower bound ≥ {need:g} %",
+    )
 
 
 def readiness_evaluate(
@@ -104,6 +136,10 @@ def readiness_evaluate(
             criteria.max_intervention_rate,
         )
     )
+    if criteria.min_shadow_agreement is not None:
+        result.checks.append(
+            _agreement_check(criteria, version=version, start_day=start_day, end_day=today)
+        )
     required = [k for k in criteria.require_readiness or [] if isinstance(k, str)]
     if required:
         if checklist is None:

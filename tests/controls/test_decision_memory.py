@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from agentops_sdk import record_decision
@@ -29,6 +30,8 @@ from controls.decision_memory import (
 )
 from controls.models import DecisionRecord
 from controls.tasks import record_decisions
+from rollouts.models import PromotionCriteria
+from rollouts.readiness import readiness_evaluate
 from tests.factories import new_trace_id, raw_span
 from traces.ingest import span_batch_ingest
 from traces.models import Outcome, Span
@@ -313,6 +316,57 @@ def test_agreement_interval_known_answer(project):
     assert math.isclose(new["high"], 0.9721, abs_tol=5e-4)
     assert (old["n"], old["agreed"], old["low"]) == (3, 0, 0.0)
     assert math.isclose(old["high"], 0.5615, abs_tol=5e-4)
+
+
+def test_shadow_agreement_is_a_promotion_criterion(project):
+    """45 of 50 shadow decisions of version 2.0 agreed: 90 %, Wilson 95 % = (78.6 %, 95.7 %).
+    The criterion is met when the lower bound reaches the minimum: 75 % yes, 80 % no."""
+    for i in range(50):
+        trace_id, _ = decision_span(project, context=f"case {i}", action="refund", version="2.0")
+        decision_action_record(
+            project_id=project.pk, trace_id=trace_id, action="refund" if i < 45 else "decline"
+        )
+    # Not counted: another version, another phase, outside the window.
+    for extra in (
+        {"version": "1.0"},
+        {"agentops.autonomy.phase": "bounded", "version": "2.0"},
+        {"version": "2.0", "at": T0 - timedelta(days=30)},
+    ):
+        trace_id, _ = decision_span(project, context="other", action="refund", **extra)
+        decision_action_record(project_id=project.pk, trace_id=trace_id, action="decline")
+    criteria = PromotionCriteria.objects.create(
+        project=project,
+        agent="support-agent",
+        from_phase="shadow",
+        to_phase="bounded",
+        min_runs=0,
+        require_no_kpi_regression=False,
+        window_days=7,
+        min_shadow_agreement=Decimal(75),
+    )
+    today = datetime.now(UTC).date()
+
+    def check(version="2.0"):
+        (found,) = [
+            c
+            for c in readiness_evaluate(criteria=criteria, today=today, version=version).checks
+            if c.name == "Shadow agreement"
+        ]
+        return found
+
+    met = check()
+    assert met.met, met.evidence
+    assert "90.0 % (45 of 50 decisions of version 2.0; 95 % CI 78.6–95.7 %)" in met.evidence
+    criteria.min_shadow_agreement = Decimal(80)
+    assert not check().met
+    # Every version of the phase in the window: 45 of 51.
+    assert "45 of 51 decisions;" in check(version="").evidence
+    assert not check(version="9.9").met
+    assert "no decisions of version 9.9" in check(version="9.9").evidence
+    # Not asked for: no check at all.
+    criteria.min_shadow_agreement = None
+    names = [c.name for c in readiness_evaluate(criteria=criteria, today=today).checks]
+    assert "Shadow agreement" not in names
 
 
 # ------------------------------------------------------------------ SDK
