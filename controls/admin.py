@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
-from controls.models import Finding, ReviewRule, ReviewSla, ToolContract
+from controls.models import Approval, DecisionRecord, Finding, ReviewRule, ReviewSla, ToolContract
 from controls.services import FIELDS, contract_clean
 
 
@@ -94,3 +94,31 @@ class ReviewRuleAdmin(admin.ModelAdmin):
 class ReviewSlaAdmin(admin.ModelAdmin):
     list_display = ["project", "risk", "minutes"]
     list_filter = ["project"]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Written by the runtime APIs and the workers only, so the audit trail holds: a person
+    decides in the review queue (a compare-and-set), never by editing a row here. A
+    superuser may delete."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Approval)
+class ApprovalAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "project", "agent", "tool", "risk", "status", "decided_by"]
+    list_filter = ["project", "status", "risk"]
+    search_fields = ["public_id", "agent", "tool", "trace_id", "decided_by"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(DecisionRecord)
+class DecisionRecordAdmin(ReadOnlyAdmin):
+    list_display = ["decided_at", "project", "agent", "agent_version", "action", "human_action"]
+    list_filter = ["project", "phase"]
+    search_fields = ["trace_id", "span_id", "agent", "action", "human_action"]
+    date_hierarchy = "decided_at"

@@ -15,7 +15,10 @@ request's review item in the same transaction.
 **Binding.** A tool span (a span with a tool name) carrying `agentops.approval.id` is
 checked against that approval (`approval_verdicts`): the approval must be one of the
 project's, approved, for the same tool (when the span names one), and the canonical hash of
-the span's arguments must equal the approval's. Otherwise the call is a violation, badged on
+the span's arguments must equal the approval's, and the call must not have finished before
+the approval was given (beyond `CLOCK_SKEW`: the span's times are the agent's clock). The
+span may start earlier: the SDK asks from inside the tool's span, which then waits for the
+answer. Otherwise the call is a violation, badged on
 the timeline and listed on the Controls page. One exception: a span that itself records a
 refusal (`agentops.approval.status` other than "approved", as the SDK does on the span it
 asked from) is the gate that stopped the call, not a call made without approval.
@@ -315,7 +318,11 @@ UNKNOWN = "unknown_approval"
 NOT_APPROVED = "not_approved"
 OTHER_TOOL = "other_tool"
 OTHER_ARGUMENTS = "other_arguments"
-VIOLATIONS = (UNKNOWN, NOT_APPROVED, OTHER_TOOL, OTHER_ARGUMENTS)
+BEFORE_DECISION = "before_decision"
+VIOLATIONS = (UNKNOWN, NOT_APPROVED, OTHER_TOOL, OTHER_ARGUMENTS, BEFORE_DECISION)
+# Span times come from the agent's clock, decisions from the console's: this much skew is
+# forgiven before a call that ended ahead of its approval counts as not having waited.
+CLOCK_SKEW = timedelta(seconds=2)
 OUTCOME_LABELS = {
     OK: "approved",
     REFUSED: "refused",
@@ -323,6 +330,7 @@ OUTCOME_LABELS = {
     NOT_APPROVED: "not approved",
     OTHER_TOOL: "other tool",
     OTHER_ARGUMENTS: "other arguments",
+    BEFORE_DECISION: "before the approval",
 }
 _SPAN_FIELDS = ("trace_id", "span_id", "name", "tool_name", "tool_arguments", "agent")
 
@@ -335,7 +343,14 @@ def approval_spans(qs) -> list[dict]:
         .annotate(approval_ref=KT(f"attributes__{APPROVAL_ID}"))
         .annotate(recorded_status=KT(f"attributes__{APPROVAL_STATUS}"))
         .annotate(contract_name=KT(f"attributes__{CONTRACT_NAME}"))
-        .values(*_SPAN_FIELDS, "started_at", "approval_ref", "recorded_status", "contract_name")
+        .values(
+            *_SPAN_FIELDS,
+            "started_at",
+            "ended_at",
+            "approval_ref",
+            "recorded_status",
+            "contract_name",
+        )
     )
 
 
@@ -361,6 +376,14 @@ def _verdict(span: dict, approval: Approval | None) -> Verdict:
         else:
             message = "Ran with other arguments than the approved ones."
         return Verdict(OTHER_ARGUMENTS, message, status)
+    ended = span.get("ended_at")
+    if ended is not None and approval.decided_at and ended < approval.decided_at - CLOCK_SKEW:
+        return Verdict(
+            BEFORE_DECISION,
+            f"Finished at {ended:%H:%M:%S} UTC, before the approval was given at "
+            f"{approval.decided_at:%H:%M:%S} UTC: it did not wait for it.",
+            status,
+        )
     by = f" by {approval.decided_by}" if approval.decided_by else ""
     return Verdict(OK, f"Approved{by}, with these arguments.", status)
 

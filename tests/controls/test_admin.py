@@ -68,3 +68,23 @@ def test_the_form_saves_a_valid_contract(admin_client, project):
         True,
         "high",
     )
+
+
+def test_approvals_and_decisions_are_listed_read_only(admin_client, project):
+    from controls.approvals import approval_decide, approval_request
+
+    approval = approval_request(
+        project=project, agent="support-agent", tool="refund_order", arguments={"amount": 30}
+    )
+    approval_decide(approval, "denied", "ada")
+    listed = admin_client.get("/admin/controls/approval/", {"status__exact": "denied"})
+    assert listed.status_code == 200 and b"refund_order" in listed.content
+    assert admin_client.get("/admin/controls/approval/add/").status_code == 403
+    page = admin_client.get(f"/admin/controls/approval/{approval.pk}/change/")
+    assert page.status_code == 200 and b'name="_save"' not in page.content
+    # A change posted anyway is refused: the decision stands.
+    admin_client.post(f"/admin/controls/approval/{approval.pk}/change/", {"status": "approved"})
+    approval.refresh_from_db()
+    assert approval.status == "denied"
+    assert admin_client.get("/admin/controls/decisionrecord/").status_code == 200
+    assert admin_client.get("/admin/controls/decisionrecord/add/").status_code == 403

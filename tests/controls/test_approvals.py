@@ -344,7 +344,8 @@ def test_hostile_bodies_are_never_a_server_error(agent, project):
 def bound(project, other_project):
     """A run whose tool calls carry approvals: one as approved, one replayed with other
     arguments, one with a denied approval, one refused at its gate, one naming an unknown
-    id, one another project's approval, one another tool."""
+    id, one another project's approval, one another tool, one that finished before its
+    approval was given."""
     ok = pending(project)
     approval_decide(ok, "approved", "ada")
     denied = pending(project)
@@ -352,13 +353,15 @@ def bound(project, other_project):
     foreign = pending(other_project)
     approval_decide(foreign, "approved", "mallory")
     trace_id = new_trace_id()
-    start = datetime.now(UTC) - timedelta(minutes=5)
+    # The calls start while their approval is asked (a second before it was given) and end
+    # after it, as the SDK's do: that is not a violation.
+    start = ok.decided_at - timedelta(seconds=1)
     same = json.dumps({"amount": 30, "note": "ünïcode", "order_id": 7}, indent=2)
     other = json.dumps({**ARGS, "amount": 3000})
 
-    def call(ref, args=same, tool="refund_order", **attrs):
+    def call(ref, args=same, tool="refund_order", at=start, **attrs):
         return tool_span(
-            trace_id, tool, args=args, start=start, **{"agentops.approval.id": ref, **attrs}
+            trace_id, tool, args=args, start=at, **{"agentops.approval.id": ref, **attrs}
         )
 
     spans = {
@@ -369,6 +372,9 @@ def bound(project, other_project):
         "unknown": call("no-such-approval"),
         "foreign": call(str(foreign.public_id)),
         "other_tool": call(str(ok.public_id), tool="delete_account"),
+        # Ended (100 ms spans) 3 s before the approval: beyond the 2 s of clock skew forgiven.
+        "early": call(str(ok.public_id), at=ok.decided_at - timedelta(seconds=3.1)),
+        "skewed": call(str(ok.public_id), at=ok.decided_at - timedelta(seconds=1.9)),
     }
     span_batch_ingest(project_id=project.pk, spans=list(spans.values()))
     return trace_id, {name: s.span_id for name, s in spans.items()}
@@ -385,8 +391,11 @@ def test_calls_outside_their_approval_are_violations(project, bound):
         ids["unknown"]: "unknown_approval",
         ids["foreign"]: "unknown_approval",
         ids["other_tool"]: "other_tool",
+        ids["early"]: "before_decision",
     }
     assert {r["trace_id"] for r in rows} == {trace_id}
+    (early,) = [r for r in rows if r["outcome"] == "before_decision"]
+    assert "before the approval was given" in early["message"]
 
 
 def test_each_bound_call_gets_a_badge_on_the_timeline(project, bound):
@@ -414,8 +423,9 @@ def test_the_report_api_lists_them_scoped_to_the_users_projects(
     assert r.status_code == 200
     body = r.json()
     assert body["requests"] == {"pending": 0, "approved": 1, "denied": 1, "expired": 0}
-    assert len(body["violations"]) == 5
+    assert len(body["violations"]) == 6
     assert {v["outcome"] for v in body["violations"]} == {
+        "before_decision",
         "other_arguments",
         "not_approved",
         "unknown_approval",
