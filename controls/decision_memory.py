@@ -11,7 +11,8 @@ span is recorded once however often and however concurrently the extraction runs
 **The person's action** (shadow phase: the agent recommends, a person acts) arrives
 through `POST /api/decisions/action` (`decision_action_record`): by trace id, and span id
 when the run took several decisions. A run whose decision was not extracted yet is
-extracted first, so the action never waits for the beat.
+extracted first, so the action never waits for the beat. An action that arrives before its
+decision span is kept (`PendingDecisionAction`) and joined by the beat's next run.
 
 **Search** is full-text over context and action: on PostgreSQL a stored generated column
 `search_vector` (`to_tsvector('english', …)`) with a GIN index, on SQLite the FTS5 table
@@ -32,7 +33,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import (
     BooleanField,
     Case,
@@ -52,7 +53,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 
-from controls.models import DecisionRecord
+from controls.models import DecisionRecord, PendingDecisionAction
 from rollouts.stats import RateStats, wilson_interval
 from traces.models import Outcome, Project, Span, Trace
 
@@ -190,17 +191,47 @@ def decisions_record_recent() -> int:
     """The beat's run: the trailing WINDOW of span start times, a project at a time (each
     read uses the spans' project and start-time index)."""
     since = datetime.now(UTC) - WINDOW
-    return sum(
+    created = sum(
         decisions_record(since=since, project_id=pk)
         for pk in Project.objects.order_by("pk").values_list("pk", flat=True)
     )
+    pending_actions_join()
+    return created
 
 
 # ------------------------------------------------------------------ the person's action
 
 
-class DecisionNotFound(LookupError):
+class DecisionPending(LookupError):
+    """No decision on that run (and span) yet: the action was kept to be joined to it."""
+
+    def __init__(self, pending: PendingDecisionAction) -> None:
+        super().__init__(pending.trace_id)
+        self.pending = pending
+
+
+class TooManyPending(RuntimeError):
     pass
+
+
+# A person's action can arrive before its decision span (the exporter batches, the action
+# is posted at once): kept this long, at most this many per project, then dropped.
+PENDING_KEEP = timedelta(days=7)
+PENDING_MAX_PER_PROJECT = 10_000
+
+
+def _decision_find(project_id: int, trace_id: str, span_id: str) -> DecisionRecord | None:
+    qs = DecisionRecord.objects.filter(project_id=project_id, trace_id=trace_id)
+    if span_id:
+        qs = qs.filter(span_id=span_id)
+    return qs.order_by("-decided_at", "-id").first()
+
+
+def _action_apply(record: DecisionRecord, action: str, acted_at: datetime) -> DecisionRecord:
+    record.human_action = action
+    record.human_action_at = acted_at
+    record.save(update_fields=["human_action", "human_action_at"])
+    return record
 
 
 def decision_action_record(
@@ -212,26 +243,52 @@ def decision_action_record(
     acted_at: datetime | None = None,
 ) -> DecisionRecord:
     """Store what a person did about a decision (the trace's only or latest decision when
-    no span is named). Posting again replaces it."""
+    no span is named). Posting again replaces it. When the decision has not arrived yet the
+    action is kept (`DecisionPending` is raised) and joined when it does."""
     trace_id = trace_id.lower()
     span_id = span_id.lower()
-
-    def find() -> DecisionRecord | None:
-        qs = DecisionRecord.objects.filter(project_id=project_id, trace_id=trace_id)
-        if span_id:
-            qs = qs.filter(span_id=span_id)
-        return qs.order_by("-decided_at", "-id").first()
-
-    record = find()
+    action = action.replace("\x00", "").strip()[:ACTION_MAX]
+    acted_at = acted_at or timezone.now()
+    record = _decision_find(project_id, trace_id, span_id)
     if record is None:
         decisions_record(project_id=project_id, trace_id=trace_id)
-        record = find()
-    if record is None:
-        raise DecisionNotFound(trace_id)
-    record.human_action = action.replace("\x00", "").strip()[:ACTION_MAX]
-    record.human_action_at = acted_at or timezone.now()
-    record.save(update_fields=["human_action", "human_action_at"])
-    return record
+        record = _decision_find(project_id, trace_id, span_id)
+    if record is not None:
+        return _action_apply(record, action, acted_at)
+    waiting = PendingDecisionAction.objects.filter(project_id=project_id)
+    if not waiting.filter(trace_id=trace_id, span_id=span_id).exists() and (
+        waiting.count() >= PENDING_MAX_PER_PROJECT
+    ):
+        raise TooManyPending(
+            f"{PENDING_MAX_PER_PROJECT:,} actions already wait for their decisions"
+        )
+    pending, _ = PendingDecisionAction.objects.update_or_create(
+        project_id=project_id,
+        trace_id=trace_id,
+        span_id=span_id,
+        defaults={"action": action, "acted_at": acted_at},
+    )
+    raise DecisionPending(pending)
+
+
+def pending_actions_join(*, now: datetime | None = None) -> int:
+    """Join the kept actions whose decision has arrived, and drop those older than
+    `PENDING_KEEP`. Returns how many were joined."""
+    now = now or timezone.now()
+    PendingDecisionAction.objects.filter(received_at__lt=now - PENDING_KEEP).delete()
+    recorded = DecisionRecord.objects.filter(
+        project_id=OuterRef("project_id"), trace_id=OuterRef("trace_id")
+    )
+    joined = 0
+    for pending in PendingDecisionAction.objects.filter(Exists(recorded)).order_by("id")[:CHUNK]:
+        record = _decision_find(pending.project_id, pending.trace_id, pending.span_id)
+        if record is None:
+            continue  # a named span the run does not have yet: kept until it arrives
+        with transaction.atomic():
+            _action_apply(record, pending.action, pending.acted_at)
+            pending.delete()
+        joined += 1
+    return joined
 
 
 # ------------------------------------------------------------------ search

@@ -406,3 +406,28 @@ class DecisionRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent}: {self.action}"
+
+
+class PendingDecisionAction(models.Model):
+    """A person's action that arrived before the decision it answers
+    (`POST /api/decisions/action` ahead of the span). Kept and joined to the decision when it
+    is recorded (`controls.decision_memory.pending_actions_join`), or dropped after
+    `PENDING_KEEP`."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    trace_id = models.CharField(max_length=32)
+    span_id = models.CharField(max_length=16, blank=True, default="")
+    action = models.CharField(max_length=500)
+    acted_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "trace_id", "span_id"], name="pendingaction_unique_span"
+            )
+        ]
+        indexes = [models.Index(fields=["received_at"], name="pendingaction_age_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.trace_id}: {self.action} (waiting for its decision)"

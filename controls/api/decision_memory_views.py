@@ -11,8 +11,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controls.decision_memory import (
+    PENDING_KEEP,
     DecisionFilters,
-    DecisionNotFound,
+    DecisionPending,
+    TooManyPending,
     agreement_by_version,
     decision_action_record,
     decision_get,
@@ -132,7 +134,9 @@ class DecisionActionSerializer(serializers.Serializer):
 class DecisionActionView(APIView):
     """The person's actual action on a decision (shadow phase: the agent recommends, a
     person acts), by trace id and, when the run took several decisions, span id (else
-    its latest). Posting again replaces it. Project keys and project admins write."""
+    its latest). Posting again replaces it. Project keys and project admins write. An action
+    that arrives before its decision is kept and joined when the decision is recorded: a
+    202 with `status: pending`."""
 
     @extend_schema(
         operation_id="decisions_action",
@@ -152,8 +156,21 @@ class DecisionActionView(APIView):
                 action=data["action"],
                 acted_at=data["acted_at"],
             )
-        except DecisionNotFound:
-            raise exceptions.NotFound("No decision on that trace (and span).") from None
+        except DecisionPending as kept:
+            pending = kept.pending
+            return Response(
+                {
+                    "status": "pending",
+                    "trace_id": pending.trace_id,
+                    "span_id": pending.span_id,
+                    "action": pending.action,
+                    "detail": "No decision on that run yet: the action is kept and joined "
+                    f"when the decision arrives (for up to {PENDING_KEEP.days} days).",
+                },
+                status=202,
+            )
+        except TooManyPending as full:
+            raise exceptions.Throttled(detail=f"{full}; try again later.", wait=60) from None
         return Response(decision_json(record))
 
     def _project_id(self, request, slug: str | None) -> int:

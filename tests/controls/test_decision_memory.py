@@ -14,6 +14,7 @@ import pytest
 from agentops_sdk import record_decision
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -23,12 +24,13 @@ from controls.decision_memory import (
     agreement_by_version,
     decision_action_record,
     decision_list,
+    decision_outcome,
     decision_search,
     decisions_record,
     record_from_span,
     similar_decisions,
 )
-from controls.models import DecisionRecord
+from controls.models import DecisionRecord, PendingDecisionAction
 from controls.tasks import record_decisions
 from rollouts.models import PromotionCriteria
 from rollouts.readiness import readiness_evaluate
@@ -40,7 +42,7 @@ T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
 
 def decision_span(project, *, context, action, options=("refund", "escalate"), at=None, **extra):
-    trace_id = new_trace_id()
+    trace_id = extra.pop("trace_id", None) or new_trace_id()
     attrs = {
         "gen_ai.agent.name": extra.pop("agent", "support-agent"),
         "gen_ai.agent.version": extra.pop("version", "1.0"),
@@ -133,7 +135,7 @@ def test_the_action_api(client_logged_in, project, ingest_secret, other_project)
     assert keyed.status_code == 200 and keyed.json()["outcome"] == "agreed"
     for body, status in [
         ({"trace_id": "zz", "action": "x"}, 400),
-        ({"trace_id": new_trace_id(), "action": "x"}, 404),
+        ({"trace_id": new_trace_id(), "action": "x"}, 202),
         ({"trace_id": trace_id, "action": ""}, 400),
         ({"trace_id": trace_id, "action": "x", "project": other_project.slug}, 403),
     ]:
@@ -144,6 +146,58 @@ def test_the_action_api(client_logged_in, project, ingest_secret, other_project)
             headers={"authorization": f"Bearer {ingest_secret}"},
         )
         assert answer.status_code == status, (body, answer.content)
+
+
+def test_an_action_before_its_decision_is_kept_and_joined(client_logged_in, project, ingest_secret):
+    from controls import decision_memory
+
+    trace_id = new_trace_id()
+    key = {"authorization": f"Bearer {ingest_secret}"}
+    early = client_logged_in.post(
+        "/api/decisions/action",
+        {"trace_id": trace_id, "action": "refund"},
+        content_type="application/json",
+        headers=key,
+    )
+    assert early.status_code == 202, early.content
+    assert early.json()["status"] == "pending"
+    assert PendingDecisionAction.objects.filter(trace_id=trace_id).count() == 1
+    # The span arrives later; the beat's run records it and joins the action.
+    decision_span(project, context="refund kettle", action="refund", trace_id=trace_id)
+    record_decisions()
+    record = DecisionRecord.objects.get(trace_id=trace_id)
+    assert (record.human_action, decision_outcome(record)) == ("refund", "agreed")
+    assert not PendingDecisionAction.objects.exists()
+    # A named span the run does not have yet stays kept; past PENDING_KEEP it is dropped.
+    client_logged_in.post(
+        "/api/decisions/action",
+        {"trace_id": trace_id, "span_id": "ab" * 8, "action": "decline"},
+        content_type="application/json",
+        headers=key,
+    )
+    assert decision_memory.pending_actions_join() == 0
+    assert PendingDecisionAction.objects.count() == 1
+    later = timezone.now() + decision_memory.PENDING_KEEP + timedelta(minutes=1)
+    decision_memory.pending_actions_join(now=later)
+    assert not PendingDecisionAction.objects.exists()
+
+
+def test_waiting_actions_are_capped_per_project(client, project, ingest_secret, monkeypatch):
+    from controls import decision_memory
+
+    monkeypatch.setattr(decision_memory, "PENDING_MAX_PER_PROJECT", 2)
+    first = new_trace_id()
+    answers = [
+        client.post(
+            "/api/decisions/action",
+            {"trace_id": trace_id, "action": "x"},
+            content_type="application/json",
+            headers={"authorization": f"Bearer {ingest_secret}"},
+        ).status_code
+        for trace_id in (first, new_trace_id(), new_trace_id(), first)
+    ]
+    # Full: a new run's action is refused; replacing a kept one is not.
+    assert answers == [202, 202, 429, 202]
 
 
 # ------------------------------------------------------------------ search

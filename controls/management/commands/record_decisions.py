@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from controls.decision_memory import decisions_record
+from controls.decision_memory import decisions_record, pending_actions_join
 from controls.management.options import (
     add_project_argument,
     add_since_argument,
@@ -27,4 +27,5 @@ class Command(BaseCommand):
             since=since_option(options["since"]),
             project_id=project_id_option(options["project"]),
         )
-        self.stdout.write(f"{created} decision(s) recorded.")
+        joined = pending_actions_join()
+        self.stdout.write(f"{created} decision(s) recorded, {joined} waiting action(s) joined.")
