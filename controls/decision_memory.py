@@ -26,6 +26,7 @@ Wilson 95 % interval of `rollouts.stats`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import (
     BooleanField,
@@ -231,6 +233,7 @@ def _action_apply(record: DecisionRecord, action: str, acted_at: datetime) -> De
     record.human_action = action
     record.human_action_at = acted_at
     record.save(update_fields=["human_action", "human_action_at"])
+    agreement_forget(record.project_id)
     return record
 
 
@@ -389,12 +392,20 @@ def decision_get(*, project_ids, pk: int) -> DecisionRecord | None:
     return DecisionRecord.objects.filter(project_id__in=project_ids, pk=pk).first()
 
 
+# "Similar" ranks the agent's latest decisions before this one, not all of them: a
+# context shares some word with most others, so an unbounded search ranks the whole table.
+SIMILAR_CANDIDATES = 5_000
+
+
 def similar_decisions(record: DecisionRecord, *, limit: int = 5) -> list[DecisionRecord]:
-    """Earlier decisions of the same agent whose context shares the most words with this
-    one's (full-text rank over any of its words)."""
-    qs = DecisionRecord.objects.filter(
+    """Of the same agent's `SIMILAR_CANDIDATES` latest decisions before this one, those
+    whose context shares the most words with this one's (full-text rank over any of its
+    words)."""
+    earlier = DecisionRecord.objects.filter(
         project_id=record.project_id, agent=record.agent, decided_at__lte=record.decided_at
     ).exclude(pk=record.pk)
+    recent = earlier.order_by("-decided_at", "-id").values("id")[:SIMILAR_CANDIDATES]
+    qs = DecisionRecord.objects.filter(pk__in=recent)
     return list(
         decision_search(qs, record.context or record.action, any_term=True).order_by(
             "-score", "-decided_at", "-id"
@@ -462,11 +473,38 @@ def agreement_in_window(
     return row["n"] or 0, row["agreed"] or 0
 
 
+# The agreement per version aggregates every acted-on decision: the pages read it at most
+# this often per process.
+AGREEMENT_CACHE_SECONDS = 60
+
+
 def agreement_by_version(
     *, project_id: int, agent: str = "", phase: str = ""
 ) -> list[dict[str, Any]]:
     """Per agent and version: decisions with a person's action, how many agreed, the rate
-    and its Wilson 95 % interval."""
+    and its Wilson 95 % interval. Cached for `AGREEMENT_CACHE_SECONDS`; a new action
+    clears the project's entries in this process."""
+    key = _agreement_key(project_id, agent, phase)
+    found = cache.get(key)
+    if found is None:
+        found = _agreement_by_version(project_id=project_id, agent=agent, phase=phase)
+        cache.set(key, found, AGREEMENT_CACHE_SECONDS)
+    return found
+
+
+def _agreement_key(project_id: int, agent: str, phase: str) -> str:
+    """Keyed by the project's generation, which a new action moves on."""
+    generation = cache.get(f"decisions:agreement-gen:{project_id}", 0)
+    digest = hashlib.sha256(f"{agent}\x00{phase}".encode()).hexdigest()[:24]
+    return f"decisions:agreement:{project_id}:{generation}:{digest}"
+
+
+def agreement_forget(project_id: int) -> None:
+    key = f"decisions:agreement-gen:{project_id}"
+    cache.set(key, cache.get(key, 0) + 1, None)
+
+
+def _agreement_by_version(*, project_id: int, agent: str, phase: str) -> list[dict[str, Any]]:
     rows = (
         _acted(project_id, agent, phase)
         .values("agent", "agent_version")

@@ -3,7 +3,6 @@ shadow-phase agreement per agent version; and one decision with similar past dec
 
 from __future__ import annotations
 
-from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import render
 
@@ -18,6 +17,7 @@ from controls.decision_memory import (
     similar_decisions,
 )
 from traces.display import percent
+from traces.paging import CappedPaginator
 from traces.selectors import project_from_query, project_list_for_user
 
 PAGE_SIZE = 25
@@ -33,9 +33,9 @@ def decisions_page(request):
         )
     context = {"projects": projects, "project": project, "filters": filters, "outcomes": OUTCOMES}
     if project is not None:
-        page = Paginator(decision_list(project_id=project.pk, filters=filters), PAGE_SIZE).get_page(
-            request.GET.get("page")
-        )
+        page = CappedPaginator(
+            decision_list(project_id=project.pk, filters=filters), PAGE_SIZE
+        ).get_page(request.GET.get("page"))
         for record in page:
             record.outcome = decision_outcome(record)
         agreement = agreement_by_version(project_id=project.pk, agent=filters.agent)

@@ -25,8 +25,8 @@ from controls.decision_memory import (
 )
 from controls.models import DecisionRecord
 from traces.api.authentication import KeyPrincipal
-from traces.api.pagination import Pagination
 from traces.models import Membership
+from traces.paging import CappedPagination
 from traces.selectors import project_get_for_user, project_list_for_user, project_role_for_user
 
 
@@ -87,7 +87,7 @@ class DecisionListView(APIView):
             filters = DecisionFilters.from_query(request.query_params)
         except ValueError as exc:
             raise exceptions.ValidationError({"outcome": [str(exc)]}) from exc
-        paginator = Pagination()
+        paginator = CappedPagination()
         page = paginator.paginate_queryset(
             decision_list(project_id=project.pk, filters=filters), request, view=self
         )

@@ -299,6 +299,49 @@ def test_similar_past_decisions(project, corpus):
     assert record.context not in similar
 
 
+def test_similar_ranks_only_the_agents_latest_decisions(project, corpus, monkeypatch):
+    from controls import decision_memory
+
+    new_trace, _ = decision_span(
+        project, context="The kettle is broken", action="refund", at=T0 + timedelta(minutes=30)
+    )
+    decisions_record()
+    record = DecisionRecord.objects.get(trace_id=new_trace)
+    assert len(similar_decisions(record)) >= 2
+    # With one candidate, only the latest earlier decision can be offered.
+    monkeypatch.setattr(decision_memory, "SIMILAR_CANDIDATES", 1)
+    latest = (
+        DecisionRecord.objects.filter(agent=record.agent, decided_at__lte=record.decided_at)
+        .exclude(pk=record.pk)
+        .order_by("-decided_at", "-id")
+        .first()
+    )
+    assert [r.pk for r in similar_decisions(record)] in ([latest.pk], [])
+
+
+def test_counts_are_capped_and_say_so(client_logged_in, project, corpus, monkeypatch):
+    from traces.paging import CappedPaginator
+
+    monkeypatch.setattr(CappedPaginator, "cap", 2)
+    api = client_logged_in.get(f"/api/decisions/?project={project.slug}").json()
+    assert (api["count"], api["count_capped"]) == (2, True)
+    assert len(api["results"]) == 2  # pages reach as far as the count
+    page = client_logged_in.get(f"/decisions/?project={project.slug}").content.decode()
+    assert "2+ decisions" in page
+    monkeypatch.setattr(CappedPaginator, "cap", 100)
+    api = client_logged_in.get(f"/api/decisions/?project={project.slug}").json()
+    assert (api["count"], api["count_capped"]) == (4, False)
+
+
+def test_the_cached_agreement_follows_a_new_action(project, corpus, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    before = {r["agent_version"]: r["n"] for r in agreement_by_version(project_id=project.pk)}
+    pending = corpus["Password reset requested from a new device"]
+    decision_action_record(project_id=project.pk, trace_id=pending.trace_id, action="deny")
+    after = {r["agent_version"]: r["n"] for r in agreement_by_version(project_id=project.pk)}
+    assert after["1.0"] == before["1.0"] + 1
+
+
 def test_pages_and_api(client_logged_in, outsider_client, project, corpus):
     Outcome.objects.create(
         project=project,
