@@ -12,18 +12,24 @@ from rollouts import charts
 from rollouts.estimates import rate_estimate
 from rollouts.pages import traces_url
 from rollouts.selectors import RunRows
+from traces.models import Trace, TraceStatus
 from traces.selectors import rollup_totals
 
 SPARK_DAYS = 14
+TOP_RUNS = 5
 
 
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-def overview_cards(*, project, today: date) -> tuple[list[dict], bool]:
+def overview_cards(*, project, today: date, received_today: int = 0) -> tuple[list[dict], bool]:
     """The Overview's cards (cost, runs, exception rate, cycle time, intervention rate), each
-    with a 14-day sparkline, and whether the last 7 days had runs. Three queries."""
+    with a 14-day trend, and whether the last 7 days had runs. Three queries.
+
+    The run figures come from the run rollups, folded every minute, while cost comes from
+    the span rollups: with `received_today` runs received and none folded yet, the runs
+    card says the figures are warming up rather than showing 0."""
     week_start = today - timedelta(days=6)
     spark_start = today - timedelta(days=SPARK_DAYS - 1)
     rows = RunRows.load(project_id=project.pk, start_day=spark_start, end_day=today)
@@ -42,13 +48,20 @@ def overview_cards(*, project, today: date) -> tuple[list[dict], bool]:
         with_latency=False,
     ).cost_usd
 
-    def spark(attr, fmt=",.2f", scale=1.0):
+    def spark(attr, fmt=",.2f", scale=1.0, prefix="", suffix=""):
         values = []
         for d in days:
             fig = series.get(d)
             v = attr(fig) if fig is not None else None
             values.append(v * scale if v is not None else None)
-        return charts.sparkline_figure(days=days, values=values, name="", hoverformat=fmt)
+        return charts.trend_figure(
+            days=days,
+            values=values,
+            name="",
+            hoverformat=fmt,
+            tickprefix=prefix,
+            ticksuffix=suffix,
+        )
 
     since = _day_start(week_start).strftime("%Y-%m-%dT%H:%M:%SZ")
     agents_url = reverse("agents") + "?" + urlencode({"project": project.slug})
@@ -61,7 +74,7 @@ def overview_cards(*, project, today: date) -> tuple[list[dict], bool]:
             "hint": "today",
             "second": cost_month,
             "second_hint": "this month",
-            "figure": spark(lambda f: float(f.cost_usd or 0), "$,.2f"),
+            "figure": spark(lambda f: float(f.cost_usd or 0), "$,.2f", prefix="$"),
             "link": reverse("cost") + "?" + urlencode({"project": project.slug, "window": "30d"}),
             "link_text": "Cost explorer · budgets",
         },
@@ -69,6 +82,7 @@ def overview_cards(*, project, today: date) -> tuple[list[dict], bool]:
             "id": "runs",
             "label": "Runs",
             "value": today_fig.runs if today_fig else 0,
+            "warming": received_today if not (today_fig and today_fig.runs) else 0,
             "kind": "int",
             "hint": "today",
             "second": week_fig.runs if week_fig else 0,
@@ -82,7 +96,7 @@ def overview_cards(*, project, today: date) -> tuple[list[dict], bool]:
             "label": "Exception rate",
             "estimate": rate_estimate(week_fig.exception if week_fig else None),
             "hint": "last 7 days",
-            "figure": spark(lambda f: f.exception.rate, ".1f", 100.0),
+            "figure": spark(lambda f: f.exception.rate, ".1f", 100.0, suffix=" %"),
             "link": traces_url(project, since=since, status="error"),
             "link_text": "Failed runs",
         },
@@ -94,7 +108,7 @@ def overview_cards(*, project, today: date) -> tuple[list[dict], bool]:
             "hint": "last 7 days",
             "second": week_fig.cycle_p50_ms if week_fig else None,
             "second_hint": "p50",
-            "figure": spark(lambda f: (f.cycle_p95_ms or 0) / 1000.0 or None, ",.2f"),
+            "figure": spark(lambda f: (f.cycle_p95_ms or 0) / 1000.0 or None, ",.2f", suffix=" s"),
             "link": agents_url,
             "link_text": "Agents",
         },
@@ -103,9 +117,70 @@ def overview_cards(*, project, today: date) -> tuple[list[dict], bool]:
             "label": "Intervention rate",
             "estimate": rate_estimate(week_fig.intervention if week_fig else None),
             "hint": "last 7 days",
-            "figure": spark(lambda f: f.intervention.rate, ".1f", 100.0),
+            "figure": spark(lambda f: f.intervention.rate, ".1f", 100.0, suffix=" %"),
             "link": agents_url,
             "link_text": "Agents",
         },
     ]
     return cards, bool(week_fig and week_fig.runs)
+
+
+def runs_of_the_day(*, project, today: date) -> dict:
+    """Today's (UTC) costliest, slowest and failed runs, `TOP_RUNS` each, and how many runs
+    were received today. Four queries on the traces' (project, start) index."""
+    qs = Trace.objects.filter(
+        project=project,
+        started_at__gte=_day_start(today),
+        started_at__lt=_day_start(today + timedelta(days=1)),
+    ).only(
+        "trace_id",
+        "name",
+        "agent",
+        "agent_version",
+        "started_at",
+        "duration_ms",
+        "cost_usd",
+        "unpriced_count",
+        "status",
+        "error_count",
+        "project_id",
+    )
+    since = _day_start(today).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "received": qs.count(),
+        "lists": [
+            {
+                "id": "costliest",
+                "title": "Costliest",
+                "runs": list(
+                    qs.filter(cost_usd__gt=0).order_by("-cost_usd", "-started_at")[:TOP_RUNS]
+                ),
+                "link": traces_url(project, since=since, order="cost"),
+                "empty": "No priced run today.",
+            },
+            {
+                "id": "slowest",
+                "title": "Slowest",
+                "runs": list(
+                    qs.exclude(status=TraceStatus.INCOMPLETE).order_by(
+                        "-duration_ms", "-started_at"
+                    )[:TOP_RUNS]
+                ),
+                "link": traces_url(
+                    project,
+                    since=since,
+                    order="duration",
+                ),
+                "empty": "No finished run today.",
+            },
+            {
+                "id": "failed",
+                "title": "Failed",
+                "runs": list(
+                    qs.filter(status=TraceStatus.ERROR).order_by("-started_at")[:TOP_RUNS]
+                ),
+                "link": traces_url(project, since=since, status="error"),
+                "empty": "No failed run today.",
+            },
+        ],
+    }

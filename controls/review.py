@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from controls.checks import CONTRACT_NAME, _Registry, span_verdict
@@ -443,3 +443,16 @@ def review_time_to_decision(*, project_id: int, since: datetime, until: datetime
             }
         )
     return out
+
+
+def review_open_summary(*, project_id: int, now: datetime, limit: int = 5) -> dict:
+    """The queue at a glance: how many items wait, how many past their SLA, and the
+    `limit` oldest with their waiting time. Two queries."""
+    open_items = ReviewItem.objects.filter(project_id=project_id, status=ReviewItem.Status.OPEN)
+    counts = open_items.aggregate(open=Count("id"), late=Count("id", filter=Q(sla_due_at__lt=now)))
+    oldest = list(open_items.select_related("claimed_by").order_by("created_at", "id")[:limit])
+    return {
+        "open": counts["open"] or 0,
+        "late": counts["late"] or 0,
+        "oldest": [{"item": item, **review_waiting(item, now=now)} for item in oldest],
+    }

@@ -47,6 +47,33 @@ def sparkline_figure(
     }
 
 
+def trend_figure(
+    *,
+    days: list[date],
+    values: list[float | None],
+    name: str,
+    hoverformat: str = ",.2f",
+    tickprefix: str = "",
+    ticksuffix: str = "",
+) -> dict:
+    """A small daily trend with its axes: dates below (a tick a week), a few round values on
+    the left, gaps where a day has no value."""
+    figure = sparkline_figure(days=days, values=values, name=name, hoverformat=hoverformat)
+    figure["layout"].update(
+        height=120,
+        margin={"l": 4, "r": 8, "t": 6, "b": 4},
+        xaxis=axis(type="date", tickformat="%b %d", dtick=7 * 86_400_000, showgrid=False),
+        yaxis=axis(
+            rangemode="tozero",
+            nticks=3,
+            tickformat="~s" if not tickprefix else ",.2~f",
+            tickprefix=tickprefix,
+            ticksuffix=ticksuffix,
+        ),
+    )
+    return figure
+
+
 def interval_bar_figure(
     *,
     labels: list[str],
