@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from budgets.selectors import alert_list_for_user
 from console.selectors import overview_cards, runs_of_the_day
-from controls.review import review_open_summary
+from controls.review import review_open_summary, sla_text
 from rollouts.pages import utc_today
 from traces import display
 from traces.selectors import project_from_query
@@ -46,6 +46,5 @@ def _review(project) -> dict:
     review = review_open_summary(project_id=project.pk, now=timezone.now())
     for row in review["oldest"]:
         row["waited_text"] = display.duration(row["waited"].total_seconds() * 1000)
-        sla = row["sla"]
-        row["sla_text"] = display.duration(sla.total_seconds() * 1000) if sla else ""
+        row["sla_text"] = sla_text(row["sla"]) if row["sla"] else ""
     return review

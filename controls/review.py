@@ -407,6 +407,12 @@ def review_sla_alert_release(*, item_id: int, claimed_at: datetime) -> None:
 # ------------------------------------------------------------------ reads
 
 
+def sla_text(value: timedelta) -> str:
+    """An SLA as set, in minutes: 10 min, 2 h 00 min."""
+    minutes = int(value.total_seconds() // 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
 def review_waiting(item: ReviewItem, *, now: datetime) -> dict:
     """How long the item waited (until now, or until resolved) against its SLA."""
     end = item.resolved_at or now

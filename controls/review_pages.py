@@ -27,6 +27,7 @@ from controls.review import (
     review_item_resolve,
     review_time_to_decision,
     review_waiting,
+    sla_text,
 )
 from traces import display
 from traces.models import Membership
@@ -47,18 +48,12 @@ def _queue_url(project, state: str = "open") -> str:
     return f"{reverse('review-queue')}?{urlencode({'project': project.slug, 'state': state})}"
 
 
-def _minutes(value: timedelta) -> str:
-    """An SLA as set, in minutes: 10 min, 2 h 00 min."""
-    minutes = int(value.total_seconds() // 60)
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
-
-
 def _row(item: ReviewItem, *, now, user) -> dict:
     waiting = review_waiting(item, now=now)
     return {
         "item": item,
         "waited": display.duration(waiting["waited"].total_seconds() * 1000),
-        "sla": _minutes(waiting["sla"]) if waiting["sla"] is not None else "",
+        "sla": sla_text(waiting["sla"]) if waiting["sla"] is not None else "",
         "late": waiting["late"],
         "mine": item.claimed_by_id == user.pk,
         "trace_url": reverse(
