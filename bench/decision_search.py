@@ -3,15 +3,17 @@
 the Decisions page and API run (`controls.decision_memory`), p50 and p99.
 
     .venv/bin/python bench/decision_search.py [--rows 1000000] [--repeat 50] [--db NAME]
+    .venv/bin/python bench/decision_search.py --reuse    # time the database made before
 
 The records are generated in SQL (generate_series), not through the ORM: one project, 4
 agents × 3 versions over 30 days, a context of 12 words drawn from a 2,000-word vocabulary
 (Zipf-like: word i drawn with weight ~1/i, so a few words are in a large share of the rows
 and most are rare), an action from 8, a person's action on half of them (agreeing 80 %).
 
-Timed, each --repeat times with other words: one page of a search (count + 25 rows,
-closest first) for a rare word, a common word and two words; the same filtered by agent
-and outcome; similar past decisions of a random record; the agreement per agent version.
+Timed, each --repeat times with other words: one page of a search (count capped at
+10,000 as the page and API count, + 25 rows, closest first) for a rare word, a common
+word and two words; the same filtered by agent and outcome; similar past decisions of a
+random record; the agreement per agent version, computed and as cached.
 """
 
 from __future__ import annotations
@@ -93,30 +95,44 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=50)
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     p.add_argument("--db", default="agentops_bench_decision_search")
+    p.add_argument("--reuse", action="store_true", help="time the database --db generated before")
     args = p.parse_args()
-    use_fresh_database(pg=args.pg, name=args.db)
+    if args.reuse:
+        import os
 
-    from django.core.paginator import Paginator
+        import django
+
+        os.environ["DATABASE_URL"] = f"{args.pg}/{args.db}"
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentops_site.settings")
+        django.setup()
+    else:
+        use_fresh_database(pg=args.pg, name=args.db)
 
     from controls.decision_memory import (
         DecisionFilters,
+        _agreement_by_version,
         agreement_by_version,
         decision_list,
         similar_decisions,
     )
     from controls.models import DecisionRecord
     from traces.models import Project
+    from traces.paging import CappedPaginator
 
-    project = Project.objects.create(slug="bench", name="bench")
-    seconds = generate(project.pk, args.rows)
-    print(f"{args.rows:,} decisions generated in {seconds:.0f} s")
+    if args.reuse:
+        project = Project.objects.get(slug="bench")
+        args.rows = DecisionRecord.objects.filter(project=project).count()
+    else:
+        project = Project.objects.create(slug="bench", name="bench")
+        seconds = generate(project.pk, args.rows)
+        print(f"{args.rows:,} decisions generated in {seconds:.0f} s")
     rng = random.Random(7)
     max_id = DecisionRecord.objects.order_by("-id").values_list("id", flat=True).first()
 
     def page(filters):
         def run(_i):
             qs = decision_list(project_id=project.pk, filters=DecisionFilters(**filters(rng)))
-            one = Paginator(qs, 25).get_page(1)
+            one = CappedPaginator(qs, 25).get_page(1)  # as the page and the API count
             list(one)
             return one.paginator.count
 
@@ -145,7 +161,14 @@ def main() -> None:
         ),
         ("list, no query (newest first)", page(lambda r: {})),
         ("similar past decisions of a random record", similar),
-        ("agreement per agent version", lambda _i: agreement_by_version(project_id=project.pk)),
+        (
+            "agreement per agent version, computed (once a minute per process)",
+            lambda _i: _agreement_by_version(project_id=project.pk, agent="", phase=""),
+        ),
+        (
+            "agreement per agent version, as the pages read it (cached)",
+            lambda _i: agreement_by_version(project_id=project.pk),
+        ),
     ]
     print(f"| what ({args.rows:,} decisions, PostgreSQL) | p50 | p99 |")
     print("|---|---|---|")

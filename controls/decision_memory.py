@@ -58,6 +58,7 @@ from django.utils import timezone
 from controls.models import DecisionRecord, PendingDecisionAction
 from rollouts.stats import RateStats, wilson_interval
 from traces.models import Outcome, Project, Span, Trace
+from traces.paging import COUNT_CAP
 
 PREFIX = "agentops.decision."
 ACTION = "agentops.decision.action"
@@ -73,6 +74,7 @@ MAX_TERMS = 32
 ACTION_MAX = DecisionRecord._meta.get_field("action").max_length
 
 # PostgreSQL: the stored tsvector of context and action, GIN-indexed (migration 0006).
+# It names the table: a query using it must not put it in a subquery (aliased there).
 PG_DOCUMENT = '"controls_decisionrecord"."search_vector"'
 FTS_TABLE = "controls_decisionrecord_fts"
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -369,8 +371,14 @@ class DecisionFilters:
         return cls(outcome=outcome, **values)
 
 
+# A search ranks its newest matches, as many as a list counts (one more, so the count can
+# say "10,000+").
+RANK_CANDIDATES = COUNT_CAP + 1
+
+
 def decision_list(*, project_id: int, filters: DecisionFilters) -> QuerySet:
-    """A project's decisions, filtered; most relevant first with a query, else newest."""
+    """A project's decisions, filtered; with a query, its `RANK_CANDIDATES` newest matches,
+    most relevant first; else newest first."""
     qs = DecisionRecord.objects.filter(project_id=project_id)
     if filters.agent:
         qs = qs.filter(agent=filters.agent)
@@ -384,7 +392,16 @@ def decision_list(*, project_id: int, filters: DecisionFilters) -> QuerySet:
         qs = _with_agreement(qs.exclude(human_action=""))
         qs = qs.filter(_agrees()) if filters.outcome == "agreed" else qs.exclude(_agrees())
     if filters.q:
-        return decision_search(qs, filters.q).order_by("-score", "-decided_at", "-id")
+        # Rank the newest matches only: a word in most rows would otherwise rank them all.
+        # Two queries: the search's SQL names the table, so it cannot sit in a subquery.
+        newest = list(
+            decision_search(qs, filters.q)
+            .order_by("-decided_at", "-id")
+            .values_list("pk", flat=True)[:RANK_CANDIDATES]
+        )
+        return decision_search(DecisionRecord.objects.filter(pk__in=newest), filters.q).order_by(
+            "-score", "-decided_at", "-id"
+        )
     return qs.order_by("-decided_at", "-id")
 
 

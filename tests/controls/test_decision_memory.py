@@ -254,6 +254,17 @@ def test_search_over_context_and_action(project, corpus):
         search(q=q)
 
 
+def test_a_search_ranks_its_newest_matches_only(project, corpus, monkeypatch):
+    from controls import decision_memory
+
+    def search(q):
+        return contexts(decision_list(project_id=project.pk, filters=DecisionFilters(q=q)))
+
+    assert len(search("refund")) == 2
+    monkeypatch.setattr(decision_memory, "RANK_CANDIDATES", 1)
+    assert search("refund") == ["Customer wants a refund for a late parcel"]  # the newer
+
+
 def test_search_index_follows_edits_and_deletes(project, corpus):
     record = corpus["Password reset requested from a new device"]
     record.context = "Lost parcel, customer wants tracking"
