@@ -30,6 +30,7 @@ RUN AGENTOPS_ENV=production SECRET_KEY=collectstatic-only python manage.py colle
 
 RUN useradd --system --home /app agentops && mkdir -p $VAR_DIR && chown agentops $VAR_DIR
 USER agentops
-EXPOSE 8000
+# 8000: the web server (pages, API, OTLP/HTTP); 4317: `manage.py otlp_grpc`.
+EXPOSE 8000 4317
 # Slow and idle clients hold no worker: see agentops_site/server.py.
 CMD ["gunicorn", "-c", "python:agentops_site.gunicorn_conf", "agentops_site.asgi:application"]

@@ -9,10 +9,6 @@ forever nor lost. Error bodies are a google.rpc.Status in the request's encoding
 
 from __future__ import annotations
 
-import base64
-import binascii
-import logging
-
 import orjson
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -29,12 +25,16 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from traces import otlp
-from traces.dberrors import is_outage
-from traces.ingest_fallback import span_batch_ingest_isolating
+from traces.otlp_export import (
+    Unavailable,
+    ingest_secret,
+    log_records_count,
+    metric_points_count,
+    otlp_key_check,
+    otlp_spans_ingest,
+)
 from traces.otlp_status import status_body
-from traces.services import KeyMatch, ingest_key_authenticate
-
-logger = logging.getLogger(__name__)
+from traces.services import KeyMatch
 
 
 def _error(status: int, message: str, content_type: str, **headers) -> HttpResponse:
@@ -46,20 +46,10 @@ def _error(status: int, message: str, content_type: str, **headers) -> HttpRespo
 
 
 def _secret_from_headers(request: HttpRequest) -> str:
-    auth = request.headers.get("Authorization", "").strip()
-    if auth:
-        scheme, _, value = auth.partition(" ")
-        scheme = scheme.lower()
-        if scheme == "bearer":
-            return value.strip()
-        if scheme == "basic":
-            # Clients built for Basic auth (public:secret) can put the key as the password.
-            try:
-                decoded = base64.b64decode(value.strip(), validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
-                return ""
-            return decoded.partition(":")[2]
-    return request.headers.get("X-Api-Key", "").strip()
+    return ingest_secret(
+        authorization=request.headers.get("Authorization", ""),
+        api_key=request.headers.get("X-Api-Key", ""),
+    )
 
 
 def _read_body(request: HttpRequest, content_type: str) -> bytes | HttpResponse:
@@ -90,22 +80,12 @@ def _prepare(request: HttpRequest) -> tuple[str, KeyMatch, bytes] | HttpResponse
             f"send {otlp.PROTOBUF} or {otlp.JSON}.",
             otlp.JSON,
         )
-    secret = _secret_from_headers(request)
-    if not secret:
-        return _error(
-            401,
-            "Missing ingest key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
-            content_type,
-        )
     try:
-        match = ingest_key_authenticate(secret=secret)
-    except Exception as exc:
-        if not is_outage(exc):
-            raise
-        logger.warning("database unavailable while authenticating: %s", exc)
+        match = otlp_key_check(secret=_secret_from_headers(request))
+    except Unavailable:
         return _unavailable(content_type)
-    if match is None:
-        return _error(401, "Unknown or revoked ingest key.", content_type)
+    except otlp.OTLPError as exc:
+        return _error(exc.status, exc.message, content_type)
     body = _read_body(request, content_type)
     if isinstance(body, HttpResponse):
         return body
@@ -138,16 +118,13 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
         return prepared
     content_type, match, body = prepared
     try:
-        spans = otlp.decode(body, content_type)
+        result = otlp_spans_ingest(
+            project_id=match.project_id, body=body, content_type=content_type
+        )
+    except Unavailable:
+        return _unavailable(content_type)
     except otlp.OTLPError as exc:
         return _error(exc.status, exc.message, content_type)
-    try:
-        result = span_batch_ingest_isolating(project_id=match.project_id, spans=spans)
-    except Exception as exc:
-        if not is_outage(exc):
-            raise
-        logger.warning("database unavailable during ingest: %s", exc)
-        return _unavailable(content_type)
     return HttpResponse(
         otlp.encode_response(content_type, rejected=result.rejected, message=result.message),
         content_type=content_type,
@@ -191,46 +168,11 @@ def _not_stored(
     return HttpResponse(response.SerializeToString(), content_type=content_type)
 
 
-def _count_logs(req) -> int:
-    if isinstance(req, dict):
-        return sum(
-            len(sl.get("logRecords") or [])
-            for rl in req.get("resourceLogs") or []
-            for sl in rl.get("scopeLogs") or []
-        )
-    return sum(len(sl.log_records) for rl in req.resource_logs for sl in rl.scope_logs)
-
-
-def _metric_points(metric) -> int:
-    for kind in ("gauge", "sum", "histogram", "exponential_histogram", "summary"):
-        if metric.HasField(kind):
-            return len(getattr(metric, kind).data_points)
-    return 0
-
-
-def _count_metrics(req) -> int:
-    if isinstance(req, dict):
-        total = 0
-        for rm in req.get("resourceMetrics") or []:
-            for sm in rm.get("scopeMetrics") or []:
-                for m in sm.get("metrics") or []:
-                    for kind in ("gauge", "sum", "histogram", "exponentialHistogram", "summary"):
-                        if isinstance(m.get(kind), dict):
-                            total += len(m[kind].get("dataPoints") or [])
-        return total
-    return sum(
-        _metric_points(m)
-        for rm in req.resource_metrics
-        for sm in rm.scope_metrics
-        for m in sm.metrics
-    )
-
-
 @csrf_exempt
 @login_not_required
 def otlp_logs(request: HttpRequest) -> HttpResponse:
     return _not_stored(
-        request, "logs", ExportLogsServiceRequest, ExportLogsServiceResponse, _count_logs
+        request, "logs", ExportLogsServiceRequest, ExportLogsServiceResponse, log_records_count
     )
 
 
@@ -242,5 +184,5 @@ def otlp_metrics(request: HttpRequest) -> HttpResponse:
         "metrics",
         ExportMetricsServiceRequest,
         ExportMetricsServiceResponse,
-        _count_metrics,
+        metric_points_count,
     )

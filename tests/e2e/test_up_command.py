@@ -5,6 +5,7 @@ against the demo contracts by the beat's worker."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -16,6 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from tests.otlp_client import record, simple_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +33,7 @@ def free_port() -> int:
 
 @pytest.mark.live
 def test_up_starts_the_console_worker_and_beat_with_a_login_and_demo_traces(tmp_path):
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     env = {
         **os.environ,
         "VAR_DIR": str(tmp_path),
@@ -39,7 +44,19 @@ def test_up_starts_the_console_worker_and_beat_with_a_login_and_demo_traces(tmp_
     env.pop("DATABASE_URL", None)  # the embedded default: SQLite in VAR_DIR
     env.pop("CELERY_BROKER_URL", None)  # and the broker that needs no server
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "up", "--port", str(port), "--history", "4", "--every", "0"],
+        [
+            sys.executable,
+            "manage.py",
+            "up",
+            "--port",
+            str(port),
+            "--grpc-port",
+            str(grpc_port),
+            "--history",
+            "4",
+            "--every",
+            "0",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -134,9 +151,36 @@ def test_up_starts_the_console_worker_and_beat_with_a_login_and_demo_traces(tmp_
         )
         landed = opener.open(request)
         assert "/accounts/login/" not in landed.geturl()
+
+        # The OTLP/gRPC receiver runs beside it and takes the demo key.
+        assert f"OTLP/gRPC 127.0.0.1:{grpc_port}" in text, text
+        grpc_exporter = OTLPSpanExporter(
+            endpoint=f"http://127.0.0.1:{grpc_port}",
+            insecure=True,
+            headers={"authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+        assert grpc_exporter.export(record(simple_run)) is SpanExportResult.SUCCESS
+        grpc_exporter.shutdown()
+        assert db.execute("SELECT count(*) FROM traces_trace").fetchone()[0] == runs + 1
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_up_goes_on_without_the_grpc_receiver_when_its_port_is_busy():
+    from agentops_site.management.commands.up import Command
+
+    errors = io.StringIO()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = Command(stderr=errors)._start_grpc("127.0.0.1", port, dict(os.environ))
+
+    assert started is None
+    assert f"Port {port} is busy" in errors.getvalue()
+    assert "--grpc-port" in errors.getvalue()
