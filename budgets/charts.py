@@ -16,6 +16,7 @@ from django.urls import reverse
 from budgets.formatting import format_value
 from budgets.models import BudgetEnvelope
 from budgets.selectors import CUMULATIVE_METRICS, CostSeries, UsageSeries
+from traces import display
 from traces.charts_style import CONFIG, FONT, axis  # one look for every chart
 
 Metric = BudgetEnvelope.Metric
@@ -269,7 +270,9 @@ def _bar_geometry(series: CostSeries) -> tuple[list[str], list[float]]:
     return x, widths
 
 
-def _stacked_bars(series: CostSeries, value, *, hover: str, yaxis: dict) -> dict:
+def _stacked_bars(series: CostSeries, value, *, hover: str, yaxis: dict, text=None) -> dict:
+    """Stacked bars per group; `text` (a value → label function), when given, writes the
+    hover labels (the pages' money format) instead of the d3 format `hover`."""
     x, widths = _bar_geometry(series)
     data = [
         {
@@ -280,7 +283,15 @@ def _stacked_bars(series: CostSeries, value, *, hover: str, yaxis: dict) -> dict
             "width": widths,
             "offset": 0,
             "marker": {"color": colour, "line": {"width": 0}},
-            "hovertemplate": f"%{{y:{hover}}}",
+            **(
+                {
+                    "text": [text(v) for v in values],
+                    "textposition": "none",
+                    "hovertemplate": "%{text}",
+                }
+                if text
+                else {"hovertemplate": f"%{{y:{hover}}}"}
+            ),
         }
         for name, colour, values in _stack_groups(series, value)
     ]
@@ -303,6 +314,7 @@ def cost_figure(series: CostSeries) -> dict:
         lambda g: float(g.cost_usd),
         hover="$,.4~f",
         yaxis={"tickprefix": "$", "tickformat": ",.2~f"},
+        text=display.usd,
     )
 
 

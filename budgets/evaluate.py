@@ -43,7 +43,9 @@ Alerts
 Keyed (envelope, period_start, kind, threshold) under a unique constraint, inserted
 in a savepoint: however many evaluators run, each key is alerted once.
 - threshold: one per listed threshold the value has reached in the period — a jump
-  from 10 % to 120 % alerts 80 and 100 both (per-run caps have no threshold alerts);
+  from 10 % to 120 % alerts 80 and 100 both (per-run caps have no threshold alerts).
+  Thresholds alerted together by one evaluation are notified once, by the highest
+  one's alert, whose message names them all; the lower ones are `covered_by` it;
 - forecast (threshold 0): once per period, when the forecast is above the limit
   while the value is still under it;
 - run_cap (threshold 0): once per period, when a run reached the cap.
@@ -54,8 +56,9 @@ Open (firing or acknowledged) alerts are resolved when the envelope returns to o
 and alerts of a calendar period once that period has ended (plus GRACE).
 An alert's value is the measured value (for a forecast alert too: the forecast is in
 its message); trace_ids are up to 10 traces behind the usage of the period in scope.
-Every new alert gets its deliveries (budgets.notify) and their sending is enqueued
-when the transaction commits.
+Every new alert not covered by another gets its deliveries (budgets.notify; skipped
+while the envelope is snoozed or for a muted channel) and the sending of the pending
+ones is enqueued when the transaction commits.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, OuterRef, Subquery, Sum
 
 from budgets.formatting import format_value
-from budgets.models import Alert, BudgetEnvelope, State, StateChange
+from budgets.models import Alert, BudgetEnvelope, Delivery, State, StateChange
 from budgets.periods import CALENDAR_PERIODS, elapsed_fraction, period_bounds, zone
 from budgets.selectors import (
     RUN_CAP_METRICS,
@@ -625,9 +628,41 @@ def _alerts_create(
         except IntegrityError:
             continue
         created.append(alert)
-        for delivery in deliveries_create(alert=alert):
-            transaction.on_commit(partial(deliver.delay, delivery.pk))
+    _burst_group(job, created)
+    for alert in created:
+        if alert.covered_by_id is not None:
+            continue
+        for delivery in deliveries_create(alert=alert, now=now):
+            if delivery.status == Delivery.Status.PENDING:
+                transaction.on_commit(partial(deliver.delay, delivery.pk))
     return created
+
+
+def _burst_group(job: _Job, created: list[Alert]) -> None:
+    """Thresholds this call alerted together are notified once: the highest one's alert
+    names them all, the lower ones point to it (`covered_by`) and get no delivery.
+    Only the alerts this call inserted are grouped, so each threshold is still
+    notified at most once however many evaluators run."""
+    crossed = sorted(
+        (a for a in created if a.kind == Alert.Kind.THRESHOLD), key=lambda a: a.threshold
+    )
+    if len(crossed) < 2:
+        return
+    top, lower = crossed[-1], crossed[:-1]
+    top.message = alert_message(
+        job.env,
+        kind=top.kind,
+        threshold=top.threshold,
+        value=job.usage.value,
+        forecast=job.usage.forecast,
+        start=job.start,
+        end=job.end,
+        crossed=[a.threshold for a in crossed],
+    )
+    Alert.objects.filter(pk=top.pk).update(message=top.message)
+    Alert.objects.filter(pk__in=[a.pk for a in lower]).update(covered_by=top)
+    for alert in lower:
+        alert.covered_by = top
 
 
 def _alert_traces(job: _Job, cache: dict) -> tuple[list[str], int]:
@@ -773,6 +808,7 @@ def alert_message(
     start: datetime,
     end: datetime,
     offenders: int = 0,
+    crossed: list[int] | None = None,
 ) -> str:
     title = budget_title(env)
     where = period_label(period=env.period, start=start, end=end, tz=env.timezone)
@@ -789,7 +825,34 @@ def alert_message(
             f"{title} is on pace for {format_value(env.metric, forecast)} of {limit} "
             f"(now {format_value(env.metric, value)}, {pct} %, period {where})"
         )
+    if crossed and len(crossed) > 1:
+        listed = ", ".join(f"{t} %" for t in crossed[:-1]) + f" and {crossed[-1]} %"
+        return (
+            f"{title} passed {listed} at once: at {pct} % "
+            f"({format_value(env.metric, value)} of {limit}, period {where})"
+        )
     return (
         f"{title} passed {threshold} %: at {pct} % "
         f"({format_value(env.metric, value)} of {limit}, period {where})"
     )
+
+
+def forecast_absent_reason(
+    env: BudgetEnvelope, *, start: datetime, end: datetime, now: datetime, tz, evaluated: bool
+) -> str:
+    """Why the envelope shows no forecast for [start, end) at `now` ("" when it has one or
+    will): the rules `_measure` applies, said to the reader, times in `tz`."""
+    if env.metric not in FORECAST_METRICS:
+        return "only cost and token budgets are forecast"
+    if env.period not in CALENDAR_PERIODS:
+        return "a rolling window has no end to forecast to"
+    begins = max(start + (end - start) * FORECAST_MIN_FRACTION, start + FORECAST_MIN_ELAPSED)
+    if now < begins:
+        at, pct = begins.astimezone(tz), f"{FORECAST_MIN_FRACTION * 100:.0f} %"
+        return (
+            f"not enough data yet: forecasts start after {pct} of the period, "
+            f"at {at:%b} {at.day}, {at:%H:%M}"
+        )
+    if not evaluated:
+        return "not evaluated in this period yet"
+    return ""

@@ -4,9 +4,12 @@ channels and every delivery attempt.
 Flow: the rollup task keeps `traces.Rollup` current; `budgets.evaluate` computes each
 envelope's usage against its limit every minute, records a `StateChange` when the
 state moves, and creates at most one `Alert` per envelope, period and threshold (a
-unique constraint, so two evaluators cannot both alert). Each alert gets one
+unique constraint, so two evaluators cannot both alert). Thresholds crossed together
+in one evaluation are notified once: the highest one's alert carries the deliveries
+and the lower ones point to it (`Alert.covered_by`). Each notified alert gets one
 `Delivery` per channel; delivery tasks claim it with a compare-and-set and log every
-`DeliveryAttempt`.
+`DeliveryAttempt`. A snoozed envelope (`snoozed_until`) or a muted channel
+(`muted_at`) still gets its alerts and Delivery rows, marked `skipped` with the reason.
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ class Channel(models.Model):
     enabled = models.BooleanField(default=True)
     disabled_reason = models.TextField(blank=True, default="")
     disabled_at = models.DateTimeField(null=True, blank=True)
+    # Muted: receives nothing (its deliveries are recorded as skipped) until unmuted.
+    muted_at = models.DateTimeField(null=True, blank=True)
+    muted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -42,6 +50,10 @@ class Channel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
+
+    @property
+    def muted(self) -> bool:
+        return self.muted_at is not None
 
 
 class State(models.TextChoices):
@@ -101,6 +113,11 @@ class BudgetEnvelope(models.Model):
         default=True, help_text="Alert when the current pace would exceed the limit"
     )
     channels = models.ManyToManyField(Channel, blank=True, related_name="envelopes")
+    # Snoozed: still evaluated and alerted, but no notification is sent before this time.
+    snoozed_until = models.DateTimeField(null=True, blank=True)
+    snoozed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     # Last evaluation (written by budgets.evaluate only).
     state = models.CharField(max_length=16, choices=State.choices, default=State.OK)
@@ -122,6 +139,9 @@ class BudgetEnvelope(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def snoozed_at(self, now) -> bool:
+        return self.snoozed_until is not None and self.snoozed_until > now
 
 
 class StateChange(models.Model):
@@ -170,6 +190,11 @@ class Alert(models.Model):
         default=list, help_text="Traces that drove the usage (most expensive or offending)"
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.FIRING)
+    # A lower threshold crossed in the same evaluation as a higher one: alerted for its
+    # period, but notified only through the highest threshold's alert.
+    covered_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="covers"
+    )
     created_at = models.DateTimeField()
     acknowledged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -200,6 +225,7 @@ class Delivery(models.Model):
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"  # not sent: the budget was snoozed or the channel muted
 
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="deliveries")

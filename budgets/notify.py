@@ -11,6 +11,10 @@ Guarantees:
   deduplicate on the alert id.
 - A permanent error disables the channel, with the reason, and no further attempt
   is made on it until someone enables it again.
+- Nothing is sent for an envelope snoozed at the time, nor to a muted channel: the
+  delivery is still recorded, as `skipped` with the reason, whether the alert came
+  while snoozed or muted or the snooze or mute came before its (re)try. A skipped
+  delivery is final: unsnoozing or unmuting sends nothing late.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from budgets.models import Alert, Channel, Delivery, DeliveryAttempt
+from budgets.models import Alert, BudgetEnvelope, Channel, Delivery, DeliveryAttempt
 from budgets.transports import AlertMessage, TransportError, transport_get
 
 logger = logging.getLogger(__name__)
@@ -50,19 +54,44 @@ class Outcome(StrEnum):
     FAILED = "failed"  # permanent failure (channel disabled) or attempts exhausted
     SKIPPED = "skipped"  # not claimable: already sent, being sent, or given up
     CHANNEL_DISABLED = "channel_disabled"
+    QUIET = "quiet"  # not sent: the envelope is snoozed or the channel muted
 
 
-def deliveries_create(*, alert: Alert) -> list[Delivery]:
+def _quiet_reason(*, channel: Channel, snoozed_until, now) -> str:
+    """Why nothing may be sent to `channel` now, or ""."""
+    if snoozed_until is not None and snoozed_until > now:
+        return f"Not sent: the budget is snoozed until {snoozed_until:%Y-%m-%d %H:%M} UTC."
+    if channel.muted_at is not None:
+        return f"Not sent: the channel was muted on {channel.muted_at:%Y-%m-%d %H:%M} UTC."
+    return ""
+
+
+def deliveries_create(*, alert: Alert, now=None) -> list[Delivery]:
     """One Delivery per enabled channel of the alert's envelope (idempotent).
 
     Only channels of the alert's own project count, whatever the envelope links to.
-    The caller enqueues `budgets.tasks.deliver` for each with `transaction.on_commit`;
-    a delivery whose task is lost is found by the sweeper.
+    While the envelope is snoozed, or for a muted channel, the delivery is created
+    `skipped` with the reason. The caller enqueues `budgets.tasks.deliver` for each
+    pending one with `transaction.on_commit`; a delivery whose task is lost is found by
+    the sweeper.
     """
+    now = now or timezone.now()
+    snoozed_until = (
+        BudgetEnvelope.objects.filter(pk=alert.envelope_id)
+        .values_list("snoozed_until", flat=True)
+        .first()
+    )
     channels = Channel.objects.filter(
         envelopes=alert.envelope_id, project_id=alert.project_id, enabled=True
     ).order_by("pk")
-    return [Delivery.objects.get_or_create(alert=alert, channel=channel)[0] for channel in channels]
+    deliveries = []
+    for channel in channels:
+        reason = _quiet_reason(channel=channel, snoozed_until=snoozed_until, now=now)
+        defaults = {"status": Delivery.Status.SKIPPED, "last_error": reason} if reason else {}
+        deliveries.append(
+            Delivery.objects.get_or_create(alert=alert, channel=channel, defaults=defaults)[0]
+        )
+    return deliveries
 
 
 def _claimable(now) -> Q:
@@ -82,9 +111,20 @@ def delivery_attempt(*, delivery_id: int) -> Outcome:
 
     Returns SENT, RETRY (temporary error, attempts left), FAILED (permanent error —
     the channel is now disabled — or the last attempt failed), SKIPPED (another
-    task holds or finished it) or CHANNEL_DISABLED. Raises Delivery.DoesNotExist.
+    task holds or finished it), CHANNEL_DISABLED, or QUIET (the envelope is snoozed
+    or the channel muted: marked skipped). Raises Delivery.DoesNotExist.
     """
-    delivery = Delivery.objects.select_related("channel").get(pk=delivery_id)
+    delivery = Delivery.objects.select_related("channel", "alert__envelope").get(pk=delivery_id)
+    reason = _quiet_reason(
+        channel=delivery.channel,
+        snoozed_until=delivery.alert.envelope.snoozed_until,
+        now=timezone.now(),
+    )
+    if reason:
+        Delivery.objects.filter(
+            pk=delivery_id, status__in=[Delivery.Status.PENDING, Delivery.Status.FAILED]
+        ).update(status=Delivery.Status.SKIPPED, last_error=reason)
+        return Outcome.QUIET
     if not delivery.channel.enabled:
         Delivery.objects.filter(
             pk=delivery_id, status__in=[Delivery.Status.PENDING, Delivery.Status.FAILED]

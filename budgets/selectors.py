@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.db.models.functions import ExtractMinute, Floor, TruncHour
 from django.http import Http404
+from django.utils import timezone
 
 from budgets.models import Alert, BudgetEnvelope, Channel, Delivery, StateChange
 from budgets.periods import period_bounds
@@ -109,6 +110,10 @@ def _percent(value, limit) -> float | None:
 
 
 def envelope_tz(envelope: BudgetEnvelope) -> tzinfo:
+    """The zone an envelope's times are shown in: its own for a calendar period (where its
+    days start), the reader's for a rolling window (a trailing range, in no zone)."""
+    if envelope.period == BudgetEnvelope.Period.ROLLING:
+        return timezone.get_current_timezone()
     try:
         return ZoneInfo(envelope.timezone or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
@@ -528,8 +533,9 @@ ALERT_TABS = ("firing", "acknowledged", "resolved", "all")
 def alert_list_for_user(
     *, user, status: str = "", project_slug: str = "", envelope_id: int | None = None
 ) -> QuerySet[Alert]:
-    """Alerts of the user's projects, newest first."""
-    qs = Alert.objects.filter(project__in=project_list_for_user(user=user))
+    """Alerts of the user's projects, newest first: one per notification (the lower
+    thresholds a burst covered are shown with the alert that covers them)."""
+    qs = Alert.objects.filter(project__in=project_list_for_user(user=user), covered_by=None)
     if status:
         qs = qs.filter(status=status)
     if project_slug:
@@ -544,15 +550,16 @@ def alert_list_for_user(
 def alert_list_for_envelope(*, envelope: BudgetEnvelope, limit: int = 20) -> list[Alert]:
     """The envelope's latest alerts, newest first."""
     return list(
-        Alert.objects.filter(envelope=envelope)
+        Alert.objects.filter(envelope=envelope, covered_by=None)
         .select_related("acknowledged_by")
+        .prefetch_related("covers")
         .order_by("-created_at", "-pk")[:limit]
     )
 
 
 def alert_status_counts_for_user(*, user, project_slug: str = "") -> dict[str, int]:
     """{"firing": n, "acknowledged": n, "resolved": n, "all": n} in one query."""
-    qs = Alert.objects.filter(project__in=project_list_for_user(user=user))
+    qs = Alert.objects.filter(project__in=project_list_for_user(user=user), covered_by=None)
     if project_slug:
         qs = qs.filter(project__slug=project_slug)
     counts = qs.aggregate(
@@ -564,7 +571,7 @@ def alert_status_counts_for_user(*, user, project_slug: str = "") -> dict[str, i
 
 def firing_alert_count_for_user(*, user) -> int:
     return Alert.objects.filter(
-        project__in=project_list_for_user(user=user), status=Alert.Status.FIRING
+        project__in=project_list_for_user(user=user), status=Alert.Status.FIRING, covered_by=None
     ).count()
 
 
@@ -654,6 +661,25 @@ def bucket_starts(*, start: datetime, end: datetime, bucket: str, tz: tzinfo) ->
         else:
             at = at + BUCKET_SIZES[bucket]
     return starts
+
+
+def cost_window_default(*, project: Project | None, now: datetime, tz: tzinfo) -> str:
+    """The smallest preset window that holds the project's oldest run (the largest when
+    none does), so a young project's chart is not mostly empty days."""
+    oldest = None
+    if project is not None:
+        oldest = (
+            Trace.objects.filter(project=project)
+            .order_by("started_at")
+            .values_list("started_at", flat=True)
+            .first()
+        )
+    if oldest is None:
+        return "24h"
+    for window in WINDOWS:
+        if cost_window(window=window, now=now, tz=tz)[0] <= oldest:
+            return window
+    return list(WINDOWS)[-1]
 
 
 def cost_window(*, window: str, now: datetime, tz: tzinfo) -> tuple[datetime, datetime, str]:

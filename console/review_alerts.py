@@ -4,11 +4,12 @@ channels (e-mail, Slack, signed webhook).
 Composed here because it needs both sides: the queue is `controls`', the channels and
 their transports are `budgets`', and neither app may import the other. The item raises
 its alert once: `review_sla_alert_claim` is a compare-and-set on `sla_alerted_at`, so
-concurrent or repeated runs send nothing twice. The message goes to every enabled channel
-of the item's project through the same transports as budget alerts (`kind` "review_sla");
-a permanent error disables the channel as for a budget alert. Budget deliveries are rows
-tied to a budget alert, so these sends are logged, not stored: when no channel took the
-message and an error was temporary, the claim is released and the next run tries again.
+concurrent or repeated runs send nothing twice. The message goes to every enabled,
+unmuted channel of the item's project through the same transports as budget alerts
+(`kind` "review_sla"); a permanent error disables the channel as for a budget alert.
+Budget deliveries are rows tied to a budget alert, so these sends are logged, not
+stored: when no channel took the message and an error was temporary, the claim is
+released and the next run tries again.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def review_sla_alert_send(*, item_id: int, now: datetime) -> int | None:
     item = ReviewItem.objects.select_related("project").get(pk=item_id)
     message = review_sla_message(item, now=now)
     sent, retry = 0, False
-    for channel in Channel.objects.filter(project_id=item.project_id, enabled=True).order_by("pk"):
+    channels = Channel.objects.filter(project_id=item.project_id, enabled=True, muted_at=None)
+    for channel in channels.order_by("pk"):
         try:
             transport_get(channel.kind).notify(channel, message)
         except TransportError as exc:

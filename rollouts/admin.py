@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from rollouts.forms import KpiForm, PromotionCriteriaForm
 from rollouts.models import AgentPhase, Kpi, PromotionCriteria
 
 
 @admin.register(Kpi)
 class KpiAdmin(admin.ModelAdmin):
+    form = KpiForm  # the rules of the console's KPI page too
     list_display = ["name", "label", "project", "kind", "unit", "higher_is_better", "baseline"]
     list_filter = ["project", "kind", "baseline"]
     search_fields = ["name", "label"]
@@ -36,6 +38,7 @@ class AgentPhaseAdmin(admin.ModelAdmin):
 
 @admin.register(PromotionCriteria)
 class PromotionCriteriaAdmin(admin.ModelAdmin):
+    form = PromotionCriteriaForm  # the rules of the console's criteria page too
     list_display = [
         "agent",
         "from_phase",

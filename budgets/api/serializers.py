@@ -73,10 +73,12 @@ class EnvelopeSerializer(serializers.ModelSerializer):
             "last_period_start",
             "last_period_end",
             "last_evaluated_at",
+            "snoozed_until",
             "created_at",
             "updated_at",
         ]
         read_only_fields = [
+            "snoozed_until",
             "state",
             "state_since",
             "last_value",
@@ -163,9 +165,10 @@ class ChannelSerializer(serializers.ModelSerializer):
             "enabled",
             "disabled_reason",
             "disabled_at",
+            "muted_at",
             "created_at",
         ]
-        read_only_fields = ["disabled_reason", "disabled_at", "created_at"]
+        read_only_fields = ["disabled_reason", "disabled_at", "muted_at", "created_at"]
         validators: list = []
 
     def get_has_secret(self, obj) -> bool:
@@ -240,6 +243,13 @@ class AlertSerializer(serializers.ModelSerializer):
     metric = serializers.CharField(source="envelope.metric", read_only=True)
     acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     deliveries = DeliverySerializer(many=True, read_only=True)
+    thresholds_crossed = serializers.SerializerMethodField(
+        help_text="Every threshold this alert's one notification stands for, lowest first"
+    )
+    covered_by = serializers.PrimaryKeyRelatedField(
+        read_only=True,
+        help_text="The alert whose notification covered this lower threshold (crossed together)",
+    )
 
     class Meta:
         model = Alert
@@ -251,6 +261,8 @@ class AlertSerializer(serializers.ModelSerializer):
             "metric",
             "kind",
             "threshold",
+            "thresholds_crossed",
+            "covered_by",
             "status",
             "message",
             "value",
@@ -265,6 +277,32 @@ class AlertSerializer(serializers.ModelSerializer):
             "deliveries",
         ]
         read_only_fields = fields
+
+    def get_thresholds_crossed(self, obj) -> list[int]:
+        if obj.kind != Alert.Kind.THRESHOLD:
+            return []
+        return sorted({obj.threshold, *(a.threshold for a in obj.covers.all())})
+
+
+class AlertsAcknowledgeSerializer(serializers.Serializer):
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**62),
+        min_length=1,
+        max_length=500,
+        help_text="Ids of the alerts to acknowledge",
+    )
+
+
+class SnoozeSerializer(serializers.Serializer):
+    """How long to snooze: `minutes` from now, or `until` a time (one of the two)."""
+
+    minutes = serializers.IntegerField(min_value=1, max_value=90 * 24 * 60, required=False)
+    until = serializers.DateTimeField(required=False)
+
+    def validate(self, attrs):
+        if ("minutes" in attrs) == ("until" in attrs):
+            raise serializers.ValidationError({"minutes": ["Give minutes or until (one of them)."]})
+        return attrs
 
 
 class BudgetCheckSerializer(serializers.Serializer):

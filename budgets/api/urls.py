@@ -9,6 +9,13 @@ urlpatterns = [
     path("channels/", views.ChannelListView.as_view(), name="api-channel-list"),
     path("channels/<int:pk>/", views.ChannelDetailView.as_view(), name="api-channel-detail"),
     path("alerts/", views.AlertListView.as_view(), name="api-alert-list"),
+    path(
+        "alerts/acknowledge/",
+        views.AlertsAcknowledgeView.as_view(),
+        name="api-alerts-acknowledge",
+    ),
+    path("budgets/<int:pk>/snooze/", views.EnvelopeSnoozeView.as_view(), name="api-budget-snooze"),
+    path("channels/<int:pk>/mute/", views.ChannelMuteView.as_view(), name="api-channel-mute"),
     path("alerts/<int:pk>/", views.AlertDetailView.as_view(), name="api-alert-detail"),
     path(
         "alerts/<int:pk>/acknowledge/",

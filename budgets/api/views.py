@@ -24,13 +24,16 @@ from budgets.api.permissions import (
     ProjectKeyOnly,
     StaffOnly,
     StaffWritesMembersRead,
+    is_project_key,
 )
 from budgets.api.serializers import (
+    AlertsAcknowledgeSerializer,
     AlertSerializer,
     BudgetCheckAnswerSerializer,
     BudgetCheckSerializer,
     ChannelSerializer,
     EnvelopeSerializer,
+    SnoozeSerializer,
 )
 from budgets.models import Alert
 from budgets.runtime import budget_check
@@ -46,10 +49,20 @@ from budgets.selectors import (
     bucket_starts,
     channel_list_for_user,
     cost_series,
+    envelope_get_for_user,
     envelope_list_for_user,
 )
-from budgets.services import alert_acknowledge
-from traces.selectors import TraceFilters, project_list_for_user
+from budgets.services import (
+    alert_acknowledge,
+    alerts_acknowledge,
+    channel_mute,
+    channel_unmute,
+    envelope_snooze,
+    envelope_unsnooze,
+)
+from traces.display import known_cost
+from traces.models import Membership
+from traces.selectors import TraceFilters, project_list_for_user, project_role_for_user
 
 # ------------------------------------------------------------------ envelopes
 
@@ -169,7 +182,7 @@ class AlertListView(generics.ListAPIView):
             status=status,
             project_slug=params.get("project", "").strip(),
             envelope_id=int(envelope) if envelope else None,
-        ).prefetch_related("deliveries__channel")
+        ).prefetch_related("deliveries__channel", "covers")
 
 
 class AlertDetailView(generics.RetrieveAPIView):
@@ -195,6 +208,101 @@ class AlertAcknowledgeView(APIView):
         return Response(AlertSerializer(result.alert, context={"request": request}).data)
 
 
+class AlertsAcknowledgeView(APIView):
+    """Acknowledge several alerts at once: `{"ids": [1, 2, 3]}`. Answers the ids that
+    were acknowledged now and those left as they were (already acknowledged, resolved,
+    or not an alert you can see)."""
+
+    permission_classes = [PeopleWrite]
+
+    @extend_schema(
+        operation_id="alerts_acknowledge_many",
+        request=AlertsAcknowledgeSerializer,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def post(self, request):
+        body = AlertsAcknowledgeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        ids = list(dict.fromkeys(body.validated_data["ids"]))
+        visible = alert_list_for_user(user=request.user).filter(pk__in=ids)
+        changed = alerts_acknowledge(
+            alert_ids=list(visible.values_list("pk", flat=True)), user=request.user
+        )
+        return Response(
+            {"acknowledged": sorted(changed), "unchanged": sorted(set(ids) - set(changed))}
+        )
+
+
+# ------------------------------------------------------------------ snooze and mute
+
+
+def _require_project_admin(user, project) -> None:
+    if is_project_key(user) or (
+        project_role_for_user(user=user, project=project) != Membership.Role.ADMIN
+    ):
+        raise exceptions.PermissionDenied(
+            "Only the project's admins may snooze budgets and mute channels."
+        )
+
+
+class EnvelopeSnoozeView(APIView):
+    """POST: snooze the envelope (`{"minutes": 60}` or `{"until": "<ISO 8601>"}`): its
+    alerts are still raised, their deliveries recorded as skipped. DELETE: unsnooze.
+    Project admins and staff."""
+
+    permission_classes = [PeopleWrite]
+
+    def _envelope(self, request, pk: int):
+        envelope = envelope_get_for_user(user=request.user, envelope_id=pk)
+        _require_project_admin(request.user, envelope.project)
+        return envelope
+
+    @extend_schema(request=SnoozeSerializer, responses=EnvelopeSerializer)
+    def post(self, request, pk: int):
+        envelope = self._envelope(request, pk)
+        body = SnoozeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        until = data.get("until") or timezone.now() + timedelta(minutes=data["minutes"])
+        try:
+            envelope_snooze(envelope=envelope, until=until, user=request.user)
+        except ValueError as exc:
+            raise exceptions.ValidationError({"until": [str(exc)]}) from None
+        return Response(EnvelopeSerializer(envelope, context={"request": request}).data)
+
+    @extend_schema(request=None, responses=EnvelopeSerializer)
+    def delete(self, request, pk: int):
+        envelope = self._envelope(request, pk)
+        envelope_unsnooze(envelope=envelope)
+        return Response(EnvelopeSerializer(envelope, context={"request": request}).data)
+
+
+class ChannelMuteView(APIView):
+    """POST: mute the channel (it receives nothing; deliveries recorded as skipped).
+    DELETE: unmute. Project admins and staff."""
+
+    permission_classes = [PeopleWrite]
+
+    def _channel(self, request, pk: int):
+        channel = channel_list_for_user(user=request.user).filter(pk=pk).first()
+        if channel is None:
+            raise exceptions.NotFound("No such channel.")
+        _require_project_admin(request.user, channel.project)
+        return channel
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    def post(self, request, pk: int):
+        channel = self._channel(request, pk)
+        channel_mute(channel=channel, user=request.user)
+        return Response({"id": channel.pk, "muted_at": channel.muted_at})
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    def delete(self, request, pk: int):
+        channel = self._channel(request, pk)
+        channel_unmute(channel=channel)
+        return Response({"id": channel.pk, "muted_at": None})
+
+
 # ------------------------------------------------------------------ cost series
 
 COST_PARAMS = [
@@ -208,7 +316,13 @@ COST_PARAMS = [
 
 
 def _money(value: Decimal) -> str:
-    return str(Decimal(value).quantize(Decimal("0.0000000001")))
+    return f"{Decimal(value).quantize(Decimal('0.0000000001')):f}"  # never "0E-10"
+
+
+def _known_money(value: Decimal, unpriced: int) -> str | None:
+    """Null when the only model calls had no known price: unknown, not free."""
+    known = known_cost(value, unpriced)
+    return None if known is None else _money(known)
 
 
 def _ms(value: float | None) -> float | None:
@@ -217,7 +331,7 @@ def _ms(value: float | None) -> float | None:
 
 def _sums(g: GroupSums, *, latency: bool = True) -> dict:
     out = {
-        "cost_usd": _money(g.cost_usd),
+        "cost_usd": _known_money(g.cost_usd, g.unpriced),
         "tokens": g.tokens,
         "input_tokens": g.input_tokens,
         "output_tokens": g.output_tokens,

@@ -97,6 +97,8 @@ class AlertMessage:
     url: str
     traces: tuple[TraceLink, ...] = field(default_factory=tuple)
     test: bool = False
+    # Every threshold this one message stands for (crossed together), lowest first.
+    thresholds: tuple[int, ...] = ()
 
     @property
     def percent(self) -> Decimal | None:
@@ -138,6 +140,10 @@ class AlertMessage:
             severity = "critical"
         else:
             severity = "warning"
+        thresholds: tuple[int, ...] = ()
+        if alert.kind == "threshold":
+            covered = alert.covers.values_list("threshold", flat=True) if alert.pk else []
+            thresholds = tuple(sorted({alert.threshold, *covered}))
         message = cls(
             alert_id=alert.pk,
             kind=alert.kind,
@@ -165,6 +171,7 @@ class AlertMessage:
                 TraceLink(trace_id=str(tid), url=_trace_url(project.slug, str(tid)))
                 for tid in (alert.trace_ids or [])[:MAX_TRACE_LINKS]
             ),
+            thresholds=thresholds,
         )
         return _with_text(message)
 
@@ -207,6 +214,10 @@ def _with_text(message: AlertMessage) -> AlertMessage:
         message.message,
         "",
         f"Value: {message.value_display} of {message.limit_display}{percent}",
+    ]
+    if len(message.thresholds) > 1:
+        lines.append(f"Thresholds crossed: {', '.join(f'{t} %' for t in message.thresholds)}")
+    lines += [
         f"Metric: {message.metric_label}",
         f"Period: {message.period_display}",
         f"Envelope: {message.envelope}",

@@ -142,6 +142,7 @@ def payload_build(message: AlertMessage, *, sent_at: datetime) -> dict:
             "message": message.message,
             "text": message.text,
             "threshold_percent": message.threshold,
+            "thresholds_crossed": list(message.thresholds),
             "value": _decimal(message.value),
             "limit": _decimal(message.limit),
             "percent_of_limit": _decimal(percent) if percent is not None else None,

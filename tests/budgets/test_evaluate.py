@@ -120,7 +120,7 @@ def test_it_moves_ok_warning_exceeded_with_one_alert_per_threshold(project):
     assert (change.value, change.limit, change.period_start) == (1240, 1000, day)
 
 
-def test_a_jump_past_several_thresholds_alerts_each_once(project):
+def test_a_jump_past_several_thresholds_alerts_each_once_under_the_highest(project):
     env = make_envelope(project)
     runs(project, 4, at=NOW - timedelta(minutes=5))
 
@@ -129,11 +129,34 @@ def test_a_jump_past_several_thresholds_alerts_each_once(project):
     assert ev.state == State.EXCEEDED
     assert sorted(a.threshold for a in ev.alerts) == [50, 80, 100]
     assert changes(env) == [("ok", "exceeded")]
-    messages = sorted(Alert.objects.filter(envelope=env).values_list("message", flat=True))
-    assert messages[0] == (
-        "Daily token budget 'Support bot' passed 100 %: at 124 % "
+    top = Alert.objects.get(envelope=env, threshold=100)
+    assert top.covered_by is None
+    assert top.message == (
+        "Daily token budget 'Support bot' passed 50 %, 80 % and 100 % at once: at 124 % "
         "(1,240 tokens of 1,000 tokens, period Nov 14 UTC)"
     )
+    lower = Alert.objects.filter(envelope=env, threshold__lt=100)
+    assert sorted(lower.values_list("threshold", "covered_by")) == [(50, top.pk), (80, top.pk)]
+    assert lower.get(threshold=50).message == (
+        "Daily token budget 'Support bot' passed 50 %: at 124 % "
+        "(1,240 tokens of 1,000 tokens, period Nov 14 UTC)"
+    )
+
+
+def test_only_thresholds_crossed_in_the_same_evaluation_are_grouped(project):
+    env = make_envelope(project)
+    runs(project, 2, at=NOW - timedelta(minutes=5))  # 62 %: 50 alone
+    budget_evaluate(envelope=env, now=NOW)
+    runs(project, 2, at=NOW - timedelta(minutes=3))  # 124 %: 80 and 100 together
+    budget_evaluate(envelope=env, now=NOW + timedelta(minutes=1))
+
+    top = Alert.objects.get(envelope=env, threshold=100)
+    assert sorted(Alert.objects.filter(envelope=env).values_list("threshold", "covered_by")) == [
+        (50, None),
+        (80, top.pk),
+        (100, None),
+    ]
+    assert "passed 80 % and 100 % at once" in top.message
 
 
 def test_evaluating_again_creates_nothing_new(project):
@@ -443,7 +466,7 @@ def eager_celery():
     app.conf.task_always_eager = False
 
 
-def test_each_threshold_sends_exactly_one_email(
+def test_a_burst_past_three_thresholds_sends_one_email_for_the_highest(
     project, smtp_server, eager_celery, django_capture_on_commit_callbacks
 ):
     env = make_envelope(project)
@@ -458,11 +481,36 @@ def test_each_threshold_sends_exactly_one_email(
     with django_capture_on_commit_callbacks(execute=True) as again:
         budgets_evaluate_all(now=NOW + timedelta(minutes=1))
 
-    assert (len(callbacks), len(again)) == (3, 0)
-    subjects = sorted(m["Subject"] for m in smtp_server.messages)
-    assert len(subjects) == 3
-    assert all("Support bot" in s for s in subjects)
-    assert Delivery.objects.filter(status=Delivery.Status.SENT).count() == 3
+    assert (len(callbacks), len(again)) == (1, 0)
+    assert Alert.objects.filter(envelope=env).count() == 3
+    [mail] = smtp_server.messages
+    assert "Support bot: 100% of the daily limit reached" in mail["Subject"]
+    body = mail.get_payload(decode=True).decode() if not mail.is_multipart() else str(mail)
+    assert "passed 50 %, 80 % and 100 % at once" in body
+    assert "Thresholds crossed: 50 %, 80 %, 100 %" in body
+    [delivery] = Delivery.objects.all()
+    assert (delivery.alert.threshold, delivery.status) == (100, Delivery.Status.SENT)
+
+
+def test_a_lower_threshold_alerted_in_a_burst_never_notifies_later(
+    project, smtp_server, eager_celery, django_capture_on_commit_callbacks
+):
+    env = make_envelope(project, thresholds=[50, 80])
+    env.channels.add(
+        Channel.objects.create(
+            project=project, name="ops", kind="email", config={"to": ["ops@example.test"]}
+        )
+    )
+    runs(project, 3, at=NOW - timedelta(minutes=5))  # 93 %: 50 and 80 together
+    with django_capture_on_commit_callbacks(execute=True):
+        budgets_evaluate_all(now=NOW)
+    for later in (1, 2, 30):
+        with django_capture_on_commit_callbacks(execute=True) as again:
+            budgets_evaluate_all(now=NOW + timedelta(minutes=later))
+        assert again == []
+
+    assert len(smtp_server.messages) == 1
+    assert sorted(Alert.objects.values_list("threshold", flat=True)) == [50, 80]
 
 
 # ------------------------------------------------------------------ the command

@@ -246,6 +246,7 @@ def test_webhook_body_documents_the_alert(receiver, webhook_channel, alert):
         "message": "Monthly LLM spend is at 80% of its $100.00 monthly limit.",
         "text": body["alert"]["text"],
         "threshold_percent": 80,
+        "thresholds_crossed": [80],
         "value": "81.25",
         "limit": "100",
         "percent_of_limit": "81.2",

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from budgets.models import Alert, BudgetEnvelope, Channel, Delivery, StateChange
 from tests.factories import MembershipFactory, UserFactory, agent_run
+from traces.display import usd
 from traces.models import Membership, Rollup, Trace
 from traces.rollups import bucket_floor, rollup_pending
 
@@ -403,6 +404,9 @@ def test_the_cost_explorer_totals_match_the_rollups_and_flag_unpriced_calls(
     assert {t["name"] for t in cost["data"]} == {"support-agent", "billing-agent"}
     assert sum(sum(t["y"]) for t in cost["data"]) == pytest.approx(float(sums["cost"]))
     assert cost["layout"]["barmode"] == "stack"
+    # The hover labels write money as every page does.
+    for trace in cost["data"]:
+        assert trace["text"] == [usd(y) for y in trace["y"]] and trace["hovertemplate"] == "%{text}"
     unpriced = figure(response, "unpriced-chart")
     assert sum(unpriced["data"][0]["y"]) == 2
     latency = figure(response, "latency-chart")
@@ -434,6 +438,31 @@ def test_the_cost_explorer_says_so_when_the_window_is_empty(client_logged_in, pr
     assert "plotly.min.js" not in html
 
 
+@pytest.mark.parametrize(
+    ("age", "window"),
+    [
+        (None, "24h"),
+        (timedelta(hours=20), "24h"),
+        (timedelta(days=3), "7d"),
+        (timedelta(days=20), "30d"),
+        (timedelta(days=90), "30d"),
+    ],
+)
+def test_without_a_chosen_window_the_cost_explorer_fits_the_projects_data(
+    client_logged_in, project, now, age, window
+):
+    if age is not None:
+        agent_run(project=project, start=now - age)
+    agent_run(project=project, start=now - timedelta(minutes=5))
+
+    response = client_logged_in.get(f"/cost/?project={project.slug}")
+
+    assert response.context["window"] == window
+    # A chosen window is kept whatever the data.
+    chosen = client_logged_in.get(f"/cost/?project={project.slug}&window=30d")
+    assert chosen.context["window"] == "30d"
+
+
 # ------------------------------------------------------------------ navigation
 
 
@@ -453,10 +482,12 @@ def test_the_nav_links_the_pages_and_counts_firing_alerts(client_logged_in, proj
 # ------------------------------------------------------------------ query counts
 
 # session + user + firing badge, then each page's own reads; none grows with rows.
-LIST_QUERIES = 5  # + projects, envelopes
-DETAIL_QUERIES = 9  # + envelope, rollups, alerts, channels, state changes, projects
+LIST_QUERIES = 6  # + projects, envelopes, the project the setup link is for
+# + envelope, rollups, alerts, the thresholds they cover, channels, state changes, projects,
+# the user's role (snooze and mute), the project the setup links are for
+DETAIL_QUERIES = 12
 ALERTS_QUERIES = 7  # + count, page, projects, counts per status
-ALERT_DETAIL_QUERIES = 7  # + alert, deliveries, traces, nav projects
+ALERT_DETAIL_QUERIES = 8  # + alert, deliveries, thresholds it covers, traces, nav projects
 COST_QUERIES = 6  # + projects, rollup sums, rollup histograms, firing badge
 
 

@@ -3,7 +3,8 @@ live console, a real Celery worker on Redis running the rollup, evaluation and
 delivery tasks, an SMTP server and a webhook receiver on loopback.
 
 The envelope is pushed over 80 % and then over 100 % of its limit: exactly one e-mail
-and one signed webhook per threshold arrive, and evaluating again sends nothing."""
+and one signed webhook per threshold arrive, and evaluating again sends nothing. An
+envelope pushed past all its thresholds at once sends one e-mail and one webhook."""
 
 from __future__ import annotations
 
@@ -246,3 +247,55 @@ def test_spend_over_80_and_100_percent_alerts_once_per_threshold(
     envelope.refresh_from_db()
     assert envelope.state == "exceeded"
     assert envelope.last_value == Decimal("1.05")
+
+
+def test_a_burst_past_every_threshold_sends_one_message_per_channel(
+    project, ingest_secret, live_server, worker, redis_broker, smtp, webhook
+):
+    handler, _ = smtp
+    envelope = BudgetEnvelope.objects.create(
+        project=project,
+        name="Billing agent daily spend",
+        metric=BudgetEnvelope.Metric.COST,
+        limit=Decimal("1.00"),
+        period=BudgetEnvelope.Period.DAY,
+        timezone="UTC",
+        thresholds=[50, 80, 100],
+        forecast=False,
+    )
+    envelope.channels.add(
+        Channel.objects.create(
+            project=project, name="ops mail", kind="email", config={"to": ["ops@example.test"]}
+        ),
+        Channel.objects.create(
+            project=project,
+            name="ops hook",
+            kind="webhook",
+            config={"url": webhook.url("/alerts"), "secret": SECRET},
+        ),
+    )
+
+    # 120 % in one go: 50, 80 and 100 are crossed in the same evaluation.
+    spend(live_server, ingest_secret, "1.20")
+    send(redis_broker, "traces.tasks.rollup_spans")
+    send(redis_broker, "budgets.tasks.evaluate_budgets")
+    wait_for(lambda: Alert.objects.filter(envelope=envelope).count() == 3, what="the three alerts")
+    wait_for(lambda: len(handler.messages) >= 1 and len(webhook.requests) >= 1, what="delivery")
+    for _ in range(2):
+        send(redis_broker, "budgets.tasks.evaluate_budgets")
+    send(redis_broker, "budgets.tasks.deliver_pending")
+    wait_for(
+        lambda: Delivery.objects.filter(alert__envelope=envelope, status="sent").count() == 2,
+        what="both deliveries marked sent",
+    )
+    time.sleep(3)
+
+    assert len(handler.messages) == 1
+    assert len(webhook.requests) == 1
+    assert "100% of the daily limit" in handler.messages[0]["Subject"]
+    verify_signature(webhook.requests[0])
+    body = webhook.requests[0].json()
+    assert body["alert"]["threshold_percent"] == 100
+    assert body["alert"]["thresholds_crossed"] == [50, 80, 100]
+    assert "passed 50 %, 80 % and 100 % at once" in body["alert"]["message"]
+    assert Delivery.objects.filter(alert__envelope=envelope).count() == 2
