@@ -8,9 +8,9 @@ Two hooks, because Django reaches a view's and a middleware's exceptions differe
   runs. Django converts such an exception into a response inside the middleware that
   raised it, so no middleware around it can catch it; handler500 is where it arrives.
 
-Pages get a self-contained HTML page (no base template, no context processors: nothing
-that would query the database again); /api/ and the OTLP paths get JSON. Any other
-exception stays the 500 it is.
+Pages get the console's page with its navigation links, drawn without the request (no
+context processors, no user: nothing that would query the database again); /api/ and
+the OTLP paths get JSON. Any other exception stays the 500 it is, drawn the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
 from django.utils.deprecation import MiddlewareMixin
-from django.views import defaults
 
 from traces.dberrors import is_outage
 
@@ -46,7 +45,9 @@ def outage_response(request: HttpRequest) -> HttpResponse:
             {"detail": MESSAGE, "retry_after": seconds}, status=503
         )
     else:
-        html = loader.render_to_string("503.html", {"retry_after": seconds, "message": MESSAGE})
+        html = loader.render_to_string(
+            "503.html", {"retry_after": seconds, "message": MESSAGE, "static_nav": True}
+        )
         response = HttpResponse(html, status=503)
     response["Retry-After"] = str(seconds)
     response["Cache-Control"] = "no-store"
@@ -62,8 +63,11 @@ class OutageMiddleware(MiddlewareMixin):
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    """handler500: an outage raised outside a view is still a 503."""
+    """handler500: an outage raised outside a view is still a 503; any other error is the
+    console's 500 page (JSON under /api/), which needs neither the database nor the user."""
     exc = sys.exc_info()[1]
     if exc is not None and is_outage(exc):
         return outage_response(request)
-    return defaults.server_error(request)
+    if _wants_json(request):
+        return JsonResponse({"detail": "Server error."}, status=500)
+    return HttpResponse(loader.render_to_string("500.html", {"static_nav": True}), status=500)

@@ -5,8 +5,9 @@ from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection
 from django.http import HttpResponse
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from console.api import APIRootView
 from traces import ingest_views
 
 
@@ -25,6 +26,8 @@ def healthz(request):
 
 # An outage raised before any view runs (loading the session, the user) is a 503 too.
 handler500 = "agentops_site.outage.server_error"
+# JSON under /api/, the console's page with its navigation elsewhere (console/errors.py).
+handler404 = "console.errors.page_not_found"
 
 
 urlpatterns = [
@@ -41,7 +44,13 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/", APIRootView.as_view(), name="api-root"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="api-schema"),
+        name="api-docs",
+    ),
     path("api/", include("traces.api.urls")),
     path("api/", include("budgets.api.urls")),
     path("api/", include("controls.api.urls")),

@@ -1,11 +1,31 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from traces.display import known_cost
 from traces.models import Span, Trace
+
+
+@extend_schema_field(serializers.DecimalField(max_digits=20, decimal_places=10, allow_null=True))
+class KnownCostField(serializers.DecimalField):
+    """A trace's cost, null when none of its model calls had a known price (never a
+    "0.0000000000" that would read as free); `unpriced_count` says how many had none."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_digits", 20)
+        kwargs.setdefault("decimal_places", 10)
+        kwargs.setdefault("coerce_to_string", True)
+        kwargs.setdefault("allow_null", True)
+        kwargs.setdefault("read_only", True)
+        super().__init__(source="*", **kwargs)
+
+    def to_representation(self, trace):
+        value = known_cost(trace.cost_usd, trace.unpriced_count)
+        return None if value is None else super().to_representation(value)
 
 
 class TraceSerializer(serializers.ModelSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    cost_usd = serializers.DecimalField(max_digits=20, decimal_places=10, coerce_to_string=True)
+    cost_usd = KnownCostField()
     total_tokens = serializers.IntegerField(read_only=True)
 
     class Meta:
