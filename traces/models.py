@@ -486,3 +486,22 @@ class PersonalToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name})"
+
+
+class UserPreference(models.Model):
+    """What one person chose for themselves; today the time zone pages show times in.
+
+    An empty time zone means "not chosen": pages follow the browser's zone (a cookie its
+    script sets), then settings.TIME_ZONE.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference"
+    )
+    time_zone = models.CharField(
+        max_length=64, blank=True, default="", help_text="IANA zone; empty: the browser's"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.time_zone or '(browser)'}"
