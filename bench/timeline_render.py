@@ -2,13 +2,15 @@
 """Server time to render the timeline page of a 2,000-span trace (and the trace list).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/agentops_bench_ui \
-        .venv/bin/python bench/timeline_render.py [--spans 2000] [--repeat 15]
+        .venv/bin/python bench/timeline_render.py [--spans 2000] [--repeat 15] [--keep]
 
 Creates the database tables if needed, ingests one trace of --spans spans through the
 real ingest service (an agent calling tools and models in nested steps, with message
 content like a real run), then requests the timeline page with a logged-in Django test
 client (the whole server side: URL routing, middleware, queries, template, no network)
---repeat times. Prints the median and p90 in milliseconds and the number of queries.
+--repeat times; also the page with its row index not cached ("cold") and a window of
+rows fetched by offset ("rows"). Prints the median and p90 in milliseconds and the
+number of queries. --keep reuses the trace of an earlier run of the same size.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import django
 django.setup()
 
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
@@ -106,31 +109,53 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--spans", type=int, default=2000)
     p.add_argument("--repeat", type=int, default=15)
+    p.add_argument(
+        "--keep", action="store_true", help="reuse the bench trace if it has --spans spans"
+    )
     args = p.parse_args()
 
     call_command("migrate", verbosity=0)
     project, _ = Project.objects.get_or_create(slug="bench-ui", defaults={"name": "bench ui"})
-    Span.objects.filter(project=project).delete()
-    Trace.objects.filter(project=project).delete()
     user, _ = get_user_model().objects.get_or_create(username="bench-ui")
     Membership.objects.get_or_create(project=project, user=user)
-
-    trace_id, spans = big_trace(args.spans, datetime.now(UTC) - timedelta(hours=1))
-    for i in range(0, len(spans), 500):
-        span_batch_ingest(project_id=project.pk, spans=spans[i : i + 500])
+    kept = Trace.objects.filter(project=project, span_count=args.spans).first()
+    if args.keep and kept:
+        trace_id = kept.trace_id
+    else:
+        Span.objects.filter(project=project).delete()
+        Trace.objects.filter(project=project).delete()
+        trace_id, spans = big_trace(args.spans, datetime.now(UTC) - timedelta(hours=1))
+        for i in range(0, len(spans), 500):
+            span_batch_ingest(project_id=project.pk, spans=spans[i : i + 500])
     assert Trace.objects.get(project=project, trace_id=trace_id).span_count == args.spans
 
     client = Client()
     client.force_login(user)
+    timeline = f"/p/{project.slug}/traces/{trace_id}/"
+    # "cold": the trace's row index (cached per trace version) is dropped before each
+    # request, as for the first view of a trace; "rows": a window from the middle, what
+    # the page fetches as it scrolls.
     pages = {
-        "timeline": f"/p/{project.slug}/traces/{trace_id}/",
+        "timeline": timeline,
+        "cold": timeline,
+        "rows": f"{timeline}rows/?offset={args.spans // 2}",
         "trace list": "/traces/",
     }
+    try:
+        from traces.timeline import timeline_index_cache_clear as clear_index
+    except ImportError:  # a version of the console without it
+        clear_index = None
     for label, url in pages.items():
         response = client.get(url)  # warm-up (template compilation, caches)
+        if response.status_code == 404 and label == "rows":
+            continue  # a version of the console without the rows endpoint
         assert response.status_code == 200, (url, response.status_code)
         times = []
         for _ in range(args.repeat):
+            if label == "cold":
+                cache.clear()
+                if clear_index is not None:
+                    clear_index()
             t = time.perf_counter()
             response = client.get(url)
             times.append((time.perf_counter() - t) * 1000)

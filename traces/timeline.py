@@ -14,12 +14,16 @@ A span's full attributes, events and messages are read only when it is selected
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from operator import add, itemgetter
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import (
     Count,
@@ -191,6 +195,136 @@ def span_nodes_load(*, trace: Trace) -> list[Node]:
 
 
 @dataclass(slots=True)
+class SpanColumns:
+    """Spans as parallel lists (one per column) in start order, start_ms then span_id.
+
+    A big trace is read into these rather than into a Node per span: the tree and the
+    storyline walk plain lists, and a Node is made only for the few spans a beat shows.
+    """
+
+    span_id: list[str]
+    parent_span_id: list[str]
+    name: list[str]
+    step: list[str]
+    role: list[str]
+    status: list[str]
+    start_ms: list[float]
+    duration_ms: list[float]
+    model: list[str]
+    tool_name: list[str]
+    error_type: list[str]
+    pk: list[int] | None = None  # primary keys, when read from the database
+    nodes: list[Node] | None = None  # the Nodes these were taken from, if any
+
+    def __len__(self) -> int:
+        return len(self.span_id)
+
+    def node(self, i: int) -> Node:
+        if self.nodes is not None:
+            return self.nodes[i]
+        return Node(
+            span_id=self.span_id[i],
+            parent_span_id=self.parent_span_id[i],
+            name=self.name[i],
+            step=self.step[i],
+            role=self.role[i],
+            status=self.status[i],
+            start_ms=self.start_ms[i],
+            duration_ms=self.duration_ms[i],
+            model=self.model[i],
+            tool_name=self.tool_name[i],
+            error_type=self.error_type[i],
+        )
+
+    @classmethod
+    def of_nodes(cls, nodes: list[Node]) -> SpanColumns:
+        ordered = sorted(nodes, key=lambda n: (n.start_ms, n.span_id))
+        return cls(
+            span_id=[n.span_id for n in ordered],
+            parent_span_id=[n.parent_span_id for n in ordered],
+            name=[n.name for n in ordered],
+            step=[n.step for n in ordered],
+            role=[n.role for n in ordered],
+            status=[n.status for n in ordered],
+            start_ms=[n.start_ms for n in ordered],
+            duration_ms=[n.duration_ms for n in ordered],
+            model=[n.model for n in ordered],
+            tool_name=[n.tool_name for n in ordered],
+            error_type=[n.error_type for n in ordered],
+            nodes=ordered,
+        )
+
+
+# Columns a big trace's index and storyline read of every span: no names of a row's
+# tokens or costs (Decimal parsing is a good part of the cost of a big trace), no JSON.
+SKELETON_FIELDS = (
+    "pk",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "step",
+    "role",
+    "status",
+    "start",
+    "duration_ms",
+    "model",
+    "tool_name",
+    "error_type",
+)
+_BY_START = itemgetter(7, 1)  # start, span_id
+
+
+def span_columns_load(*, trace: Trace) -> SpanColumns:
+    """Every span of the trace as SpanColumns, from one query of SKELETON_FIELDS.
+
+    Sorted here rather than by the database: Python compares span ids as the tree does,
+    and sorts 20,000 tuples faster than PostgreSQL sorts them by a collated text column.
+    """
+    rows = list(
+        span_list_for_trace(trace=trace)
+        .order_by()
+        .annotate(start=_start_column(trace))
+        .values_list(*SKELETON_FIELDS)
+    )
+    rows.sort(key=_BY_START)
+    if not rows:
+        return SpanColumns(*([] for _ in range(11)), pk=[])
+    pk, span_id, parent, name, step, role, status, start, duration, model, tool, error = (
+        list(c) for c in zip(*rows, strict=True)
+    )
+    t0: datetime | timedelta = start[0]
+    return SpanColumns(
+        span_id=span_id,
+        parent_span_id=parent,
+        name=name,
+        step=step,
+        role=role,
+        status=status,
+        start_ms=[(s - t0).total_seconds() * 1000 for s in start],
+        duration_ms=duration,
+        model=model,
+        tool_name=tool,
+        error_type=error,
+        pk=pk,
+    )
+
+
+def _spans_by_pk(*, trace: Trace, pks: list[int], fields: tuple[str, ...]) -> list[tuple]:
+    """`fields` of the spans with these primary keys that belong to the trace.
+
+    By primary key: the query stays an index lookup whatever the planner guesses of the
+    spans of one trace (on a table not yet analyzed it scans the whole trace for a list
+    of span ids). The keys come from the trace's own spans; rows of another trace (a key
+    reused after a purge) are dropped all the same.
+    """
+    if not pks:
+        return []
+    rows = Span.objects.filter(pk__in=pks).values_list("project_id", "trace_id", *fields)
+    project_id, trace_id = trace.project_id, trace.trace_id
+    return [r[2:] for r in rows if r[0] == project_id and r[1] == trace_id]
+
+
+@dataclass(slots=True)
 class SpanText:
     """What the storyline quotes from one span."""
 
@@ -201,17 +335,28 @@ class SpanText:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
-def span_texts_load(*, trace: Trace, span_ids: list[str]) -> dict[str, SpanText]:
-    """Messages and tool payloads of a few spans, in one query."""
+_TEXT_FIELDS = (
+    "span_id",
+    "attributes",
+    "events",
+    "tool_arguments",
+    "tool_result",
+    "status_message",
+)
+
+
+def span_texts_load(
+    *, trace: Trace, span_ids: list[str], pks: list[int] | None = None
+) -> dict[str, SpanText]:
+    """Messages and tool payloads of a few spans, in one query (by primary key when
+    `pks`, the spans' keys, is given)."""
     if not span_ids:
         return {}
-    rows = (
-        span_list_for_trace(trace=trace)
-        .filter(span_id__in=span_ids)
-        .values_list(
-            "span_id", "attributes", "events", "tool_arguments", "tool_result", "status_message"
-        )
-    )
+    if pks is not None:
+        rows = _spans_by_pk(trace=trace, pks=pks, fields=_TEXT_FIELDS)
+    else:
+        qs = span_list_for_trace(trace=trace).filter(span_id__in=span_ids)
+        rows = list(qs.values_list(*_TEXT_FIELDS))
     out = {}
     for span_id, attributes, events, args, result, status_message in rows:
         attributes = attributes if isinstance(attributes, dict) else {}
@@ -228,53 +373,95 @@ def span_texts_load(*, trace: Trace, span_ids: list[str]) -> dict[str, SpanText]
 # ------------------------------------------------------------------ tree
 
 
-def span_tree(nodes: list[Node]) -> list[Node]:
-    """The spans in display order: each followed by its subtree, children by start time.
+@dataclass(slots=True)
+class TreeOrder:
+    """The display order of spans given in start order: rows[k] is the position of the
+    k-th shown span in the input; depth, parent (a row) and size are per row, orphan per
+    input position."""
 
-    Sets depth, parent_index and size (so a subtree is rows[i : i + size]) and marks
-    orphans, spans whose parent never arrived; they are shown at the top level. A
-    parent cycle (bad data) is broken the same way, so every span is shown once.
+    rows: list[int]
+    depth: list[int]
+    parent: list[int]
+    size: list[int]
+    orphan: list[bool]
+
+
+def tree_order(span_ids: list[str], parent_span_ids: list[str]) -> TreeOrder:
+    """Each span followed by its subtree, children by start time (the input's order), so
+    a subtree is rows[i : i + size].
+
+    Orphans, spans whose parent never arrived, are shown at the top level. A parent
+    cycle (bad data) is broken the same way, so every span is shown once.
     """
-    ordered = sorted(nodes, key=lambda n: (n.start_ms, n.span_id))
-    by_id = {n.span_id: n for n in ordered}
-    children: dict[str, list[Node]] = defaultdict(list)
-    top: list[Node] = []
-    for n in ordered:
-        n.orphan = False
-        p = n.parent_span_id
-        if p and p != n.span_id and p in by_id:
-            children[p].append(n)
+    n = len(span_ids)
+    known = set(span_ids)
+    children: dict[str, list[int]] = {}
+    top: list[int] = []
+    orphan = [False] * n
+    for i, (span_id, p) in enumerate(zip(span_ids, parent_span_ids, strict=True)):
+        if p and p != span_id and p in known:
+            kids = children.get(p)
+            if kids is None:
+                children[p] = [i]
+            else:
+                kids.append(i)
         else:
-            n.orphan = bool(p)
-            top.append(n)
+            if p:
+                orphan[i] = True
+            top.append(i)
 
-    out: list[Node] = []
+    rows: list[int] = []
+    depth: list[int] = []
+    parent: list[int] = []
     seen: set[str] = set()
 
-    def walk(roots: list[Node]) -> None:
+    def walk(roots: list[int]) -> None:
         # Iterative: a chain of thousands of nested spans must not hit the recursion limit.
-        stack = [(n, 0, -1) for n in reversed(roots)]
+        stack = [(i, 0, -1) for i in reversed(roots)]
+        pop, push = stack.pop, stack.extend
         while stack:
-            n, depth, parent_index = stack.pop()
-            if n.span_id in seen:
+            i, d, parent_row = pop()
+            span_id = span_ids[i]
+            if span_id in seen:
                 continue
-            seen.add(n.span_id)
-            n.depth, n.parent_index, n.size = depth, parent_index, 1
-            index = len(out)
-            out.append(n)
-            for child in reversed(children.get(n.span_id, ())):
-                stack.append((child, depth + 1, index))
+            seen.add(span_id)
+            row = len(rows)
+            rows.append(i)
+            depth.append(d)
+            parent.append(parent_row)
+            kids = children.get(span_id)
+            if kids:
+                d += 1
+                push([(k, d, row) for k in reversed(kids)])
 
     walk(top)
-    if len(out) < len(ordered):
-        for n in ordered:
-            if n.span_id not in seen:
-                n.orphan = True
-                walk([n])
-    for i in range(len(out) - 1, 0, -1):
-        p = out[i].parent_index
+    if len(rows) < n:
+        for i in range(n):
+            if span_ids[i] not in seen:
+                orphan[i] = True
+                walk([i])
+    size = [1] * len(rows)
+    for k in range(len(rows) - 1, 0, -1):
+        p = parent[k]
         if p >= 0:
-            out[p].size += out[i].size
+            size[p] += size[k]
+    return TreeOrder(rows=rows, depth=depth, parent=parent, size=size, orphan=orphan)
+
+
+def span_tree(nodes: list[Node]) -> list[Node]:
+    """The spans in display order (see tree_order), as Nodes with depth, parent_index
+    (a position in the output), size and orphan set."""
+    ordered = sorted(nodes, key=lambda n: (n.start_ms, n.span_id))
+    order = tree_order([n.span_id for n in ordered], [n.parent_span_id for n in ordered])
+    for n, orphan in zip(ordered, order.orphan, strict=True):
+        n.orphan = orphan
+    out = []
+    for i, depth, parent, size in zip(
+        order.rows, order.depth, order.parent, order.size, strict=True
+    ):
+        n = ordered[i]
+        n.depth, n.parent_index, n.size = depth, parent, size
+        out.append(n)
     return out
 
 
@@ -289,6 +476,23 @@ def span_cost_text(node: Node) -> str:
     if node.cost_usd is None:
         return ""
     return display.usd(node.cost_usd)
+
+
+ROW_LAYOUT = (
+    "span_id",
+    "depth",
+    "parent",
+    "size",
+    "name",
+    "step",
+    "start_ms",
+    "duration_ms",
+    "detail",
+    "tokens",
+    "cost",
+    "flags",
+    "missing_parent",
+)
 
 
 def waterfall_payload(tree: list[Node]) -> dict[str, Any]:
@@ -321,21 +525,7 @@ def waterfall_payload(tree: list[Node]) -> dict[str, Any]:
             ]
         )
     return {
-        "fields": [
-            "span_id",
-            "depth",
-            "parent",
-            "size",
-            "name",
-            "step",
-            "start_ms",
-            "duration_ms",
-            "detail",
-            "tokens",
-            "cost",
-            "flags",
-            "missing_parent",
-        ],
+        "fields": list(ROW_LAYOUT),
         "total_ms": round(trace_span_total_ms(tree), 3),
         "rows": rows,
     }
@@ -414,138 +604,169 @@ def _chose_tools(text: SpanText | None) -> bool | None:
     return None
 
 
-def _kind(n: Node) -> str:
-    if n.role in STEP_ROLES:
-        return n.role
-    if n.step == LLM:
-        return LLM
-    if n.step in _TOOLISH:
-        return TOOL
-    if n.step in _GATES:
-        return n.step
-    return ""
+def _kinds(c: SpanColumns) -> list[str]:
+    """Each span's part in the storyline: its explicit role, else llm, tool or a gate by
+    its step; "" for the spans the storyline ignores."""
+    return [
+        role
+        if role in STEP_ROLES
+        else LLM
+        if step == LLM
+        else TOOL
+        if step in _TOOLISH
+        else step
+        if step in _GATES
+        else ""
+        for step, role in zip(c.step, c.role, strict=True)
+    ]
 
 
-def _tools_after(ordered: list[Node]) -> dict[str, list[Node]]:
-    """For each model call, the tool calls that started after it and before the next one."""
-    out: dict[str, list[Node]] = {}
-    current: Node | None = None
-    for n in ordered:
-        kind = _kind(n)
-        if kind == LLM or (n.step == LLM and kind == PLAN):
-            current = n
-            out[n.span_id] = []
-        elif kind == TOOL and current is not None:
-            out[current.span_id].append(n)
+def _tools_after(c: SpanColumns, kinds: list[str]) -> dict[int, list[int]]:
+    """For each model call, the tool calls that started after it and before the next one
+    (positions in the columns)."""
+    out: dict[int, list[int]] = {}
+    current = -1
+    step = c.step
+    for i, kind in enumerate(kinds):
+        if not kind:
+            continue
+        if kind == LLM or (kind == PLAN and step[i] == LLM):
+            current = i
+            out[i] = []
+        elif kind == TOOL and current >= 0:
+            out[current].append(i)
     return out
 
 
-def _root(ordered: list[Node], root_span_id: str) -> Node | None:
-    for n in ordered:
-        if n.span_id == root_span_id:
-            return n
-    for n in ordered:
-        if not n.parent_span_id:
-            return n
-    return ordered[0] if ordered else None
+@dataclass(slots=True)
+class _Spans:
+    """What the storyline reads of a trace: its spans in start order, each one's kind, and
+    the tool calls after each model call."""
+
+    c: SpanColumns
+    kinds: list[str]
+    after: dict[int, list[int]]
+
+    @classmethod
+    def of(cls, c: SpanColumns) -> _Spans:
+        kinds = _kinds(c)
+        return cls(c=c, kinds=kinds, after=_tools_after(c, kinds))
 
 
-def _final_llm(llms: list[Node], texts: dict[str, SpanText], after: dict[str, list[Node]]):
+def _root(c: SpanColumns, root_span_id: str) -> int | None:
+    try:
+        return c.span_id.index(root_span_id)
+    except ValueError:
+        pass
+    for i, parent in enumerate(c.parent_span_id):
+        if not parent:
+            return i
+    return 0 if len(c) else None
+
+
+def _final_llm(
+    s: _Spans, llms: list[int], texts: dict[str, SpanText], after: dict[int, list[int]]
+) -> int | None:
     """The model call that gave the final answer: the last that stopped without tools."""
-    for n in reversed(llms):
-        t = texts.get(n.span_id)
+    span_id = s.c.span_id
+    for i in reversed(llms):
+        t = texts.get(span_id[i])
         if t is None:
             continue
         reasons = {r.lower() for r in t.messages.finish_reasons}
         if reasons & STOP_FINISH_REASONS or _chose_tools(t) is False:
-            return n
-    if llms and not after.get(llms[-1].span_id):
+            return i
+    if llms and not after.get(llms[-1]):
         return llms[-1]  # nothing recorded, but no tool followed it
     return None
 
 
-def _is_plan(n: Node, texts: dict[str, SpanText], after: dict[str, list[Node]]) -> bool:
-    if n.role == PLAN:
-        return True
-    recorded = _chose_tools(texts.get(n.span_id))
-    return recorded if recorded is not None else bool(after.get(n.span_id))
-
-
-def _step_nodes(
-    ordered: list[Node], texts: dict[str, SpanText], exclude: set[str]
-) -> tuple[list[Node], dict[str, list[Node]]]:
-    after = _tools_after(ordered)
+def _step_rows(s: _Spans, texts: dict[str, SpanText], exclude: set[str]) -> list[int]:
+    """The spans shown as steps, in start order: plans (model calls that chose tools),
+    tool calls, results and gates."""
+    c, after = s.c, s.after
+    span_id, role = c.span_id, c.role
     steps = []
-    for n in ordered:
-        if n.span_id in exclude:
+    for i, kind in enumerate(s.kinds):
+        if not kind:
             continue
-        kind = _kind(n)
-        if kind in _STEP_KINDS or (kind == LLM and _is_plan(n, texts, after)):
-            steps.append(n)
-    return steps, after
+        if kind in _STEP_KINDS:
+            if span_id[i] not in exclude:
+                steps.append(i)
+        elif kind == LLM and span_id[i] not in exclude:
+            if role[i] == PLAN:
+                steps.append(i)
+                continue
+            recorded = _chose_tools(texts.get(span_id[i]))
+            if recorded if recorded is not None else bool(after.get(i)):
+                steps.append(i)
+    return steps
 
 
-def _tool_label(n: Node) -> str:
-    return n.tool_name or n.name
+Group = list[int]  # positions of consecutive steps shown as one beat
 
 
-def _grouped(steps: list[Node]) -> list[list[Node]]:
+def _grouped(s: _Spans, steps: list[int]) -> list[Group]:
     """Consecutive calls of the same tool (a retry loop, a batch) become one group."""
-    groups: list[list[Node]] = []
-    for n in steps:
-        last = groups[-1][0] if groups else None
-        if (
-            last is not None
-            and _kind(n) == TOOL
-            and _kind(last) == TOOL
-            and _tool_label(n) == _tool_label(last)
-        ):
-            groups[-1].append(n)
+    kinds, tool_name, name = s.kinds, s.c.tool_name, s.c.name
+    groups: list[Group] = []
+    last_label = None  # the tool of the last group, None when it is not a tool call
+    for i in steps:
+        label = (tool_name[i] or name[i]) if kinds[i] == TOOL else None
+        if label is not None and label == last_label:
+            groups[-1].append(i)
         else:
-            groups.append([n])
+            groups.append([i])
+            last_label = label
     return groups
 
 
-Groups = list[list[Node]]
-
-
-def _shown(groups: Groups) -> tuple[Groups, list[Node], Groups]:
+def _shown(groups: list[Group]) -> tuple[list[Group], list[int], list[Group]]:
     """The first groups shown, the steps the gap between them stands for, the last groups."""
     if len(groups) <= MAX_STEPS:
         return groups, [], []
-    hidden = [n for g in groups[HEAD_STEPS:-TAIL_STEPS] for n in g]
+    hidden = [i for g in groups[HEAD_STEPS:-TAIL_STEPS] for i in g]
     return groups[:HEAD_STEPS], hidden, groups[-TAIL_STEPS:]
+
+
+def _storyline_rows(s: _Spans, *, root_span_id: str) -> list[int]:
+    """Positions of the spans whose text the storyline may quote: at most ~30."""
+    c = s.c
+    rows: list[int] = []
+    root = _root(c, root_span_id)
+    if root is not None:
+        rows.append(root)
+    llms = [i for i, step in enumerate(c.step) if step == LLM]
+    rows += llms[:1] + llms[-3:]
+    roled = [i for i, role in enumerate(c.role) if role in _INTENT_FINAL]
+    rows += roled[:2] + roled[-2:]
+    head, _, tail = _shown(_grouped(s, _step_rows(s, {}, set())))
+    status = c.status
+    for group in head + tail:
+        rows.append(group[0])
+        rows += [i for i in group if status[i] == ERROR][:1]
+    return list(dict.fromkeys(rows))
 
 
 def storyline_span_ids(nodes: list[Node], *, root_span_id: str) -> list[str]:
     """Spans whose text the storyline may quote: at most ~30, whatever the trace size."""
-    ordered = sorted(nodes, key=lambda n: (n.start_ms, n.span_id))
-    ids: list[str] = []
-    root = _root(ordered, root_span_id)
-    if root:
-        ids.append(root.span_id)
-    llms = [n for n in ordered if n.step == LLM]
-    ids += [n.span_id for n in llms[:1] + llms[-3:]]
-    roled = [n for n in ordered if n.role in _INTENT_FINAL]
-    ids += [n.span_id for n in roled[:2] + roled[-2:]]
-    steps, _ = _step_nodes(ordered, {}, set())
-    head, _, tail = _shown(_grouped(steps))
-    for group in head + tail:
-        ids.append(group[0].span_id)
-        ids += [n.span_id for n in group if n.is_error][:1]
-    return list(dict.fromkeys(ids))
+    c = SpanColumns.of_nodes(nodes)
+    rows = _storyline_rows(_Spans.of(c), root_span_id=root_span_id)
+    return list(dict.fromkeys(c.span_id[i] for i in rows))
 
 
-def _step_beat(n: Node, texts: dict[str, SpanText], after: dict[str, list[Node]]) -> Beat:
+def _step_beat(s: _Spans, i: int, texts: dict[str, SpanText]) -> Beat:
+    n = s.c.node(i)
     t = texts.get(n.span_id)
-    kind = _kind(n)
+    kind = s.kinds[i]
     if kind == LLM:
         kind = PLAN
     beat = Beat(kind=kind, span_id=n.span_id, title=n.name, status=n.status)
     timing = display.duration(n.duration_ms)
     if kind == PLAN:
         beat.title = n.model or n.name
-        beat.tools = _tool_calls(t) or [m.tool_name or m.name for m in after.get(n.span_id, [])]
+        tool_name, name = s.c.tool_name, s.c.name
+        beat.tools = _tool_calls(t) or [tool_name[j] or name[j] for j in s.after.get(i, [])]
         if t:
             beat.text = _clip(_last_message(t.messages.output))
         beat.note = timing
@@ -582,15 +803,27 @@ def storyline_build(
     tool calls followed); the final answer is the last model call that stopped, or
     the root's output.
     """
-    ordered = sorted(nodes, key=lambda n: (n.start_ms, n.span_id))
-    root = _root(ordered, root_span_id)
-    llms = [n for n in ordered if n.step == LLM and (not n.role or n.role == PLAN)]
+    return _storyline(
+        _Spans.of(SpanColumns.of_nodes(nodes)),
+        texts=texts,
+        root_span_id=root_span_id,
+        trace_status=trace_status,
+    )
+
+
+def _storyline(
+    s: _Spans, *, texts: dict[str, SpanText], root_span_id: str, trace_status: str
+) -> Storyline:
+    c = s.c
+    role, step = c.role, c.step
+    root_row = _root(c, root_span_id)
+    root = c.node(root_row) if root_row is not None else None
+    llms = [i for i, st in enumerate(step) if st == LLM and (not role[i] or role[i] == PLAN)]
 
     # ---- intent
     intent: Beat | None = None
-    explicit = [n for n in ordered if n.role == INTENT]
-    if explicit:
-        n = explicit[0]
+    if INTENT in role:
+        n = c.node(role.index(INTENT))
         t = texts.get(n.span_id)
         text = ""
         if t:
@@ -602,7 +835,7 @@ def storyline_build(
             )
         intent = Beat(kind=INTENT, span_id=n.span_id, title=n.name, text=_clip(text, 600))
     else:
-        for n in [x for x in (root, llms[0] if llms else None) if x is not None]:
+        for n in [x for x in (root, c.node(llms[0]) if llms else None) if x is not None]:
             t = texts.get(n.span_id)
             text = _first_message(t.messages.input, "user") if t else ""
             if text:
@@ -615,16 +848,16 @@ def storyline_build(
 
     # ---- final
     final: Beat | None = None
-    explicit = [n for n in ordered if n.role == FINAL]
-    steps_exclude = {n.span_id for n in ordered if n.role in _INTENT_FINAL}
-    after = _tools_after(ordered)
-    if explicit:
-        n = explicit[-1]
+    finals = [i for i, r in enumerate(role) if r == FINAL]
+    steps_exclude = {c.span_id[i] for i, r in enumerate(role) if r in _INTENT_FINAL}
+    if finals:
+        n = c.node(finals[-1])
         t = texts.get(n.span_id)
         text = (_last_message(t.messages.output) or t.tool_result) if t else ""
         final = Beat(kind=FINAL, span_id=n.span_id, title=n.name, text=_clip(text, 600))
     else:
-        n = _final_llm([x for x in llms if x.role != PLAN], texts, after)
+        found = _final_llm(s, [i for i in llms if role[i] != PLAN], texts, s.after)
+        n = c.node(found) if found is not None else None
         t = texts.get(n.span_id) if n else None
         text = _last_message(t.messages.output) if t else ""
         if not text and root is not None:
@@ -642,28 +875,30 @@ def storyline_build(
         final.status = trace_status
 
     # ---- the steps between
-    steps, after = _step_nodes(ordered, texts, steps_exclude)
-    head, hidden, tail = _shown(_grouped(steps))
-    beats = [_group_beat(g, texts, after) for g in head]
+    head, hidden, tail = _shown(_grouped(s, _step_rows(s, texts, steps_exclude)))
+    beats = [_group_beat(s, g, texts) for g in head]
     if hidden:
-        errors = sum(1 for n in hidden if n.is_error)
+        status = c.status
+        errors = sum(1 for i in hidden if status[i] == ERROR)
         title = f"{len(hidden):,} more steps" + (f", {errors:,} with errors" if errors else "")
         beats.append(Beat(kind="gap", hidden=len(hidden), errors=errors, title=title))
-    beats += [_group_beat(g, texts, after) for g in tail]
+    beats += [_group_beat(s, g, texts) for g in tail]
     return Storyline(intent=intent, steps=beats, final=final)
 
 
-def _group_beat(group: list[Node], texts: dict[str, SpanText], after) -> Beat:
-    beat = _step_beat(group[0], texts, after)
+def _group_beat(s: _Spans, group: Group, texts: dict[str, SpanText]) -> Beat:
+    beat = _step_beat(s, group[0], texts)
+    status = s.c.status
     if len(group) == 1:
-        beat.errors = int(group[0].is_error)
+        beat.errors = int(status[group[0]] == ERROR)
         return beat
-    failed = [n for n in group if n.is_error]
+    failed = [i for i in group if status[i] == ERROR]
     beat.count, beat.errors = len(group), len(failed)
-    beat.note = f"\u00d7{len(group)} · {display.duration(sum(n.duration_ms for n in group))}"
+    duration = s.c.duration_ms
+    beat.note = f"\u00d7{len(group)} · {display.duration(sum(duration[i] for i in group))}"
     ok = len(group) - len(failed)
     if failed:
-        first = _step_beat(failed[0], texts, after)
+        first = _step_beat(s, failed[0], texts)
         beat.status = SpanStatus.ERROR
         beat.result = f"{len(failed)} failed, {ok} ok" + (
             f" · {first.result}" if first.result else ""
@@ -675,33 +910,385 @@ def _group_beat(group: list[Node], texts: dict[str, SpanText], after) -> Beat:
 
 # ------------------------------------------------------------------ the whole page
 
+# A trace of at most FULL_ROWS spans ships every row in the page. A bigger one ships the
+# first WINDOW_ROWS rows; the page's script fetches the others by offset as they scroll
+# into view (timeline_rows). Both can be set in settings (TIMELINE_FULL_ROWS,
+# TIMELINE_WINDOW_ROWS).
+FULL_ROWS = 1000
+WINDOW_ROWS = 200
+MAX_WINDOW_ROWS = 500  # the most rows one request may ask for
+DENSITY_BINS = 120  # columns of the minimap
+SLOW_SHARE = 0.01  # the slowest 1% of leaf spans are "slow"
+FLAG_SLOW = 8
+
+# Columns a window of rows adds to the skeleton.
+ROW_FIELDS = (
+    "span_id",
+    "name",
+    "step",
+    "model",
+    "tool_name",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "cost_source",
+)
+
+
+def full_rows() -> int:
+    return int(getattr(settings, "TIMELINE_FULL_ROWS", FULL_ROWS))
+
+
+def window_rows() -> int:
+    return int(getattr(settings, "TIMELINE_WINDOW_ROWS", WINDOW_ROWS))
+
+
+@dataclass(slots=True)
+class TimelineIndex:
+    """The display order of every span and what scrolling, the minimap and the "next"
+    buttons need of it; no names, tokens or costs. Kept per trace version."""
+
+    span_ids: list[str]
+    depth: list[int]
+    parent: list[int]
+    size: list[int]
+    start_ms: list[float]
+    duration_ms: list[float]
+    flags: list[int]  # FLAG_ORPHAN | FLAG_ERROR | FLAG_SLOW
+    missing: dict[int, str]  # an orphan's row → the parent id that never arrived
+    total_ms: float
+    slow_ms: float  # the shortest "slow" duration; 0 when no span is slow
+    density: list[list[int]]  # per minimap column: [spans starting, errors starting]
+    storyline: Storyline
+    orphan_count: int
+    pks: list[int] | None = None  # each row's primary key, when read from the database
+
+    @property
+    def count(self) -> int:
+        return len(self.span_ids)
+
+
+def _slow_rows(size: list[int], duration_ms: list[float]) -> list[int]:
+    leaves = [i for i, s in enumerate(size) if s == 1]
+    if not leaves:
+        return []
+    leaves.sort(key=lambda i: -duration_ms[i])
+    median = duration_ms[leaves[len(leaves) // 2]]
+    top = leaves[: max(1, math.ceil(SLOW_SHARE * len(leaves)))]
+    return [i for i in top if duration_ms[i] > median]
+
+
+def slow_rows(tree: list[Node]) -> list[int]:
+    """Rows of the slowest SLOW_SHARE of leaf spans (a parent lasts as long as its
+    children, so only leaves count), at least one, ties to the earlier row; only spans
+    slower than the median leaf, so a run of equal spans has none."""
+    return _slow_rows([n.size for n in tree], [n.duration_ms for n in tree])
+
+
+def _density(
+    start_ms: list[float], errors: list[bool], total_ms: float, bins: int
+) -> list[list[int]]:
+    out = [[0, 0] for _ in range(bins)]
+    if not start_ms:
+        return out
+    scale = bins / total_ms if total_ms > 0 else 0.0
+    last = bins - 1
+    for start, error in zip(start_ms, errors, strict=True):
+        b = int(start * scale)
+        cell = out[b if b < last else last]
+        cell[0] += 1
+        if error:
+            cell[1] += 1
+    return out
+
+
+def density_bins(tree: list[Node], total_ms: float, bins: int = DENSITY_BINS) -> list[list[int]]:
+    """Spans and errors starting in each of `bins` equal slices of the time axis."""
+    return _density([n.start_ms for n in tree], [n.status == ERROR for n in tree], total_ms, bins)
+
+
+def _index_make(
+    *,
+    span_ids: list[str],
+    depth: list[int],
+    parent: list[int],
+    size: list[int],
+    start_ms: list[float],
+    duration_ms: list[float],
+    errors: list[bool],
+    missing: dict[int, str],
+    storyline: Storyline,
+    pks: list[int] | None = None,
+) -> TimelineIndex:
+    """A TimelineIndex from its rows' columns, in display order."""
+    total = max(map(add, start_ms, duration_ms), default=0.0)
+    flags = [FLAG_ERROR if e else 0 for e in errors]
+    for i in missing:
+        flags[i] |= FLAG_ORPHAN
+    slow = _slow_rows(size, duration_ms)
+    for i in slow:
+        flags[i] |= FLAG_SLOW
+    return TimelineIndex(
+        span_ids=span_ids,
+        depth=depth,
+        parent=parent,
+        size=size,
+        start_ms=start_ms,
+        duration_ms=duration_ms,
+        flags=flags,
+        missing=missing,
+        total_ms=round(total, 3),
+        slow_ms=round(min((duration_ms[i] for i in slow), default=0.0), 3),
+        density=_density(start_ms, errors, total, DENSITY_BINS),
+        storyline=storyline,
+        orphan_count=len(missing),
+        pks=pks,
+    )
+
+
+def timeline_index_build(*, tree: list[Node], storyline: Storyline) -> TimelineIndex:
+    """The TimelineIndex of a span_tree."""
+    return _index_make(
+        span_ids=[n.span_id for n in tree],
+        depth=[n.depth for n in tree],
+        parent=[n.parent_index for n in tree],
+        size=[n.size for n in tree],
+        start_ms=[n.start_ms for n in tree],
+        duration_ms=[n.duration_ms for n in tree],
+        errors=[n.status == ERROR for n in tree],
+        missing={i: n.parent_span_id for i, n in enumerate(tree) if n.orphan},
+        storyline=storyline,
+    )
+
+
+def _index_load(*, trace: Trace) -> TimelineIndex:
+    """A big trace's TimelineIndex from one query of SKELETON_FIELDS (plus one for the
+    storyline's texts), with no object per span."""
+    c = span_columns_load(trace=trace)
+    order = tree_order(c.span_id, c.parent_span_id)
+    rows, orphan = order.rows, order.orphan
+    span_id, parent_id, status, pk = c.span_id, c.parent_span_id, c.status, c.pk or []
+    start_ms, duration_ms = c.start_ms, c.duration_ms
+    return _index_make(
+        span_ids=[span_id[i] for i in rows],
+        depth=order.depth,
+        parent=order.parent,
+        size=order.size,
+        start_ms=[start_ms[i] for i in rows],
+        duration_ms=[duration_ms[i] for i in rows],
+        errors=[status[i] == ERROR for i in rows],
+        missing={row: parent_id[i] for row, i in enumerate(rows) if orphan[i]},
+        storyline=_storyline_of(trace=trace, c=c),
+        pks=[pk[i] for i in rows],
+    )
+
+
+def _storyline_of(*, trace: Trace, c: SpanColumns) -> Storyline:
+    s = _Spans.of(c)
+    rows = _storyline_rows(s, root_span_id=trace.root_span_id)
+    texts = span_texts_load(
+        trace=trace,
+        span_ids=[c.span_id[i] for i in rows],
+        pks=None if c.pk is None else [c.pk[i] for i in rows],
+    )
+    return _storyline(s, texts=texts, root_span_id=trace.root_span_id, trace_status=trace.status)
+
+
+def _index_cache_key(trace: Trace) -> tuple:
+    # Any span that arrives changes the count or the bounds; the trace id keeps a reused
+    # primary key from ever reading another trace's rows.
+    return (trace.pk, trace.trace_id, trace.span_count, trace.error_count, trace.ended_at)
+
+
+# The last few indexes this process built, most recent last. In memory rather than in
+# Django's cache: an index of 20,000 spans is about a megabyte, and unpickling it would
+# cost more than the rows a scroll fetches. Each worker process builds its own.
+INDEX_CACHE_SIZE = 8
+_indexes: OrderedDict[tuple, TimelineIndex] = OrderedDict()
+_indexes_lock = threading.Lock()
+
+
+def _index_remember(key: tuple, index: TimelineIndex) -> None:
+    with _indexes_lock:
+        _indexes[key] = index
+        _indexes.move_to_end(key)
+        while len(_indexes) > INDEX_CACHE_SIZE:
+            _indexes.popitem(last=False)
+
+
+def timeline_index_cache_clear() -> None:
+    with _indexes_lock:
+        _indexes.clear()
+
+
+def timeline_index(*, trace: Trace) -> TimelineIndex:
+    """The trace's TimelineIndex, remembered or built by _index_load."""
+    key = _index_cache_key(trace)
+    with _indexes_lock:
+        index = _indexes.get(key)
+        if index is not None:
+            _indexes.move_to_end(key)
+    if index is None:
+        index = _index_load(trace=trace)
+        _index_remember(key, index)
+    return index
+
+
+def _row(n: Node, i: int, index: TimelineIndex) -> list[Any]:
+    """One waterfall row in the positional layout of ROW_LAYOUT."""
+    flags = index.flags[i] | (FLAG_UNPRICED if n.cost_source == UNPRICED else 0)
+    return [
+        index.span_ids[i],
+        index.depth[i],
+        index.parent[i],
+        index.size[i],
+        n.name,
+        n.step,
+        round(index.start_ms[i], 3),
+        round(index.duration_ms[i], 3),
+        n.model or n.tool_name,
+        n.input_tokens + n.output_tokens,
+        span_cost_text(n),
+        flags,
+        index.missing.get(i, ""),
+    ]
+
+
+def timeline_rows(*, trace: Trace, index: TimelineIndex, offset: int, limit: int) -> dict:
+    """Rows offset .. offset + limit of the display order, with their badges, in one query
+    (plus one per badge provider)."""
+    ids = index.span_ids[offset : offset + limit]
+    by_id: dict[str, Node] = {}
+    if ids:
+        if index.pks is not None:
+            found = _spans_by_pk(
+                trace=trace, pks=index.pks[offset : offset + limit], fields=ROW_FIELDS
+            )
+        else:
+            found = (
+                span_list_for_trace(trace=trace)
+                .filter(span_id__in=ids)
+                .order_by()
+                .values_list(*ROW_FIELDS)
+            )
+        for span_id, name, step, model, tool, tin, tout, cost, source in found:
+            by_id[span_id] = Node(
+                span_id=span_id,
+                name=name,
+                step=step,
+                model=model,
+                tool_name=tool,
+                input_tokens=tin,
+                output_tokens=tout,
+                cost_usd=cost,
+                cost_source=source,
+            )
+    rows = [
+        _row(by_id.get(span_id) or Node(span_id=span_id), offset + k, index)
+        for k, span_id in enumerate(ids)
+    ]
+    badges = span_badges(trace=trace, span_ids=ids) if ids else {}
+    return {
+        "offset": offset,
+        "count": index.count,
+        "rows": rows,
+        "badges": {span_id: [b.row() for b in found] for span_id, found in badges.items()},
+    }
+
+
+def timeline_row_of(*, index: TimelineIndex, span_id: str) -> int | None:
+    """The row of a span in the display order; None when the trace has no such span."""
+    try:
+        return index.span_ids.index(span_id.lower())
+    except ValueError:
+        return None
+
+
+def timeline_next(*, index: TimelineIndex, kind: str, after: int) -> int | None:
+    """The first row after `after` that is an error (kind "error") or slow ("slow"),
+    wrapping round to the top; None when the trace has none."""
+    flag = FLAG_ERROR if kind == "error" else FLAG_SLOW
+    flags = index.flags
+    n = len(flags)
+    for k in range(1, n + 1):
+        i = (after + k) % n
+        if flags[i] & flag:
+            return i
+    return None
+
 
 @dataclass(slots=True)
 class Timeline:
-    tree: list[Node]
+    tree: list[Node]  # every row when the page holds them all; empty for a windowed one
     payload: dict[str, Any]
     storyline: Storyline
     orphan_count: int
+    windowed: bool = False
+
+
+def _totals(trace: Trace) -> dict[str, Any]:
+    """The whole trace's figures, shown on its root span's row."""
+    return {
+        "span_id": trace.root_span_id,
+        "spans": trace.span_count,
+        "tokens": trace.input_tokens + trace.output_tokens,
+        "cost": display.cost_with_unpriced(trace.cost_usd, trace.unpriced_count),
+        "duration_ms": round(trace.duration_ms or 0, 3),
+    }
 
 
 def timeline_build(*, trace: Trace) -> Timeline:
-    """Everything the timeline page shows, in two queries plus one per badge provider."""
-    nodes = span_nodes_load(trace=trace)
-    tree = span_tree(nodes)
-    payload = waterfall_payload(tree)
-    payload["badges"] = {
-        span_id: [b.row() for b in badges] for span_id, badges in span_badges(trace=trace).items()
+    """Everything the timeline page shows.
+
+    Up to full_rows() spans: every row, from one query of the waterfall columns. Beyond:
+    the cached TimelineIndex and the first window_rows() rows, so the page's size and
+    server time do not grow with the trace.
+    """
+    if trace.span_count <= full_rows():
+        nodes = span_nodes_load(trace=trace)
+        tree = span_tree(nodes)
+        story = _storyline_of(trace=trace, c=SpanColumns.of_nodes(nodes))
+        index = timeline_index_build(tree=tree, storyline=story)
+        if index.count > full_rows():  # the summary lagged behind the spans
+            _index_remember(_index_cache_key(trace), index)
+        else:
+            payload = waterfall_payload(tree)
+            for row, flags in zip(payload["rows"], index.flags, strict=True):
+                row[11] |= flags & FLAG_SLOW
+            payload["badges"] = {
+                span_id: [b.row() for b in badges]
+                for span_id, badges in span_badges(trace=trace).items()
+            }
+            payload.update(
+                offset=0,
+                count=index.count,
+                windowed=False,
+                density=index.density,
+                slow_ms=index.slow_ms,
+                totals=_totals(trace),
+            )
+            return Timeline(
+                tree=tree, payload=payload, storyline=story, orphan_count=index.orphan_count
+            )
+    else:
+        index = timeline_index(trace=trace)
+    window = timeline_rows(trace=trace, index=index, offset=0, limit=window_rows())
+    payload = {
+        "fields": list(ROW_LAYOUT),
+        "total_ms": index.total_ms,
+        "windowed": True,
+        "window": window_rows(),
+        "density": index.density,
+        "slow_ms": index.slow_ms,
+        "totals": _totals(trace),
+        **window,
     }
-    ids = storyline_span_ids(nodes, root_span_id=trace.root_span_id)
-    texts = span_texts_load(trace=trace, span_ids=ids)
-    story = storyline_build(
-        nodes=nodes, texts=texts, root_span_id=trace.root_span_id, trace_status=trace.status
-    )
     return Timeline(
-        tree=tree,
+        tree=[],
         payload=payload,
-        storyline=story,
-        orphan_count=sum(1 for n in tree if n.orphan),
+        storyline=index.storyline,
+        orphan_count=index.orphan_count,
+        windowed=True,
     )
 
 
@@ -973,3 +1560,63 @@ def session_totals(*, project: Project, session_id: str) -> SessionTotals:
     return SessionTotals(
         **{k: (v if v is not None else getattr(defaults, k)) for k, v in agg.items()}
     )
+
+
+# ------------------------------------------------------------------ session transcript
+
+TURN_TEXT = 2000  # characters of one message shown in a session's transcript
+
+
+@dataclass(slots=True)
+class Turn:
+    """One run of a session as a chat exchange: what was asked and what the agent answered."""
+
+    trace: Trace
+    asked: str = ""
+    answered: str = ""
+
+
+def session_conversation(*, project: Project, traces: list[Trace]) -> list[Turn]:
+    """The runs of a session page as a transcript, in their order: each run's user input
+    and answer from its root span's messages, else from its first and last model calls.
+    Two queries at most, for one page of runs."""
+    turns = {t.trace_id: Turn(trace=t) for t in traces}
+    if not turns:
+        return []
+    roots = {t.trace_id: t.root_span_id for t in traces}
+    rows = Span.objects.filter(
+        project=project, trace_id__in=list(turns), parent_span_id=""
+    ).values_list("trace_id", "span_id", "attributes", "events")
+    for trace_id, span_id, attributes, events in rows:
+        if roots[trace_id] and span_id != roots[trace_id]:
+            continue
+        _turn_fill(turns[trace_id], extract_messages(attributes, events))
+    missing = [tid for tid, turn in turns.items() if not (turn.asked and turn.answered)]
+    if missing:
+        calls = (
+            Span.objects.filter(project=project, trace_id__in=missing, step=LLM)
+            .order_by("trace_id", "started_at", "id")
+            .values_list("trace_id", "attributes", "events")
+        )
+        by_trace: dict[str, list[Messages]] = {}
+        for trace_id, attributes, events in calls:
+            by_trace.setdefault(trace_id, []).append(extract_messages(attributes, events))
+        for trace_id, messages in by_trace.items():
+            turn = turns[trace_id]
+            if not turn.asked:
+                turn.asked = _clip_turn(_first_message(messages[0].input, "user"))
+            if not turn.answered:
+                turn.answered = _clip_turn(_last_message(messages[-1].output))
+    return [turns[t.trace_id] for t in traces]
+
+
+def _turn_fill(turn: Turn, messages: Messages) -> None:
+    turn.asked = turn.asked or _clip_turn(
+        _first_message(messages.input, "user") or _first_message(messages.input)
+    )
+    turn.answered = turn.answered or _clip_turn(_last_message(messages.output))
+
+
+def _clip_turn(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= TURN_TEXT else text[: TURN_TEXT - 1] + "…"
