@@ -378,10 +378,11 @@ def _verdict(span: dict, approval: Approval | None) -> Verdict:
         return Verdict(OTHER_ARGUMENTS, message, status)
     ended = span.get("ended_at")
     if ended is not None and approval.decided_at and ended < approval.decided_at - CLOCK_SKEW:
+        ended, decided = timezone.localtime(ended), timezone.localtime(approval.decided_at)
         return Verdict(
             BEFORE_DECISION,
-            f"Finished at {ended:%H:%M:%S} UTC, before the approval was given at "
-            f"{approval.decided_at:%H:%M:%S} UTC: it did not wait for it.",
+            f"Finished at {ended:%H:%M:%S %Z}, before the approval was given at "
+            f"{decided:%H:%M:%S %Z}: it did not wait for it.",
             status,
         )
     by = f" by {approval.decided_by}" if approval.decided_by else ""

@@ -367,6 +367,10 @@ class ReviewItem(models.Model):
         indexes = [
             models.Index(fields=["project", "status", "created_at"], name="reviewitem_queue_idx"),
             models.Index(fields=["status", "sla_due_at"], name="reviewitem_sla_idx"),
+            # Time to decision: the items resolved in a window.
+            models.Index(
+                fields=["project", "status", "resolved_at"], name="reviewitem_resolved_idx"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -422,9 +422,16 @@ def review_waiting(item: ReviewItem, *, now: datetime) -> dict:
     return {"waited": waited, "sla": sla, "late": late}
 
 
+_SECONDS = "greatest(extract(epoch FROM resolved_at - created_at), 0)"
+
+
 def review_time_to_decision(*, project_id: int, since: datetime, until: datetime) -> list[dict]:
     """Time to decision per agent and version, of the items resolved in [since, until):
-    count, median and p95 (nearest rank) in seconds, and how many missed their SLA."""
+    count, median and p95 (nearest rank) in seconds, and how many missed their SLA.
+    PostgreSQL computes it (`percentile_disc` is the nearest rank); SQLite, the embedded
+    default, in Python with the same rule (`controls.decisions.percentile`)."""
+    if connection.vendor == "postgresql":
+        return _time_to_decision_sql(project_id=project_id, since=since, until=until)
     rows = ReviewItem.objects.filter(
         project_id=project_id,
         status=ReviewItem.Status.RESOLVED,
@@ -449,6 +456,36 @@ def review_time_to_decision(*, project_id: int, since: datetime, until: datetime
             }
         )
     return out
+
+
+_TIME_TO_DECISION_SQL = f"""
+SELECT agent, agent_version, count(*),
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY {_SECONDS}),
+       percentile_disc(0.95) WITHIN GROUP (ORDER BY {_SECONDS}),
+       count(*) FILTER (WHERE sla_due_at IS NOT NULL AND resolved_at > sla_due_at)
+FROM controls_reviewitem
+WHERE project_id = %s AND status = %s AND resolved_at >= %s AND resolved_at < %s
+GROUP BY agent, agent_version
+ORDER BY agent, agent_version
+"""
+
+
+def _time_to_decision_sql(*, project_id: int, since: datetime, until: datetime) -> list[dict]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _TIME_TO_DECISION_SQL, [project_id, ReviewItem.Status.RESOLVED.value, since, until]
+        )
+        return [
+            {
+                "agent": agent,
+                "agent_version": version,
+                "decisions": n,
+                "median_s": float(median),
+                "p95_s": float(p95),
+                "late": late,
+            }
+            for agent, version, n, median, p95, late in cursor.fetchall()
+        ]
 
 
 def review_open_summary(*, project_id: int, now: datetime, limit: int = 5) -> dict:
