@@ -57,6 +57,8 @@ ALLOWED_HOSTS = env.list(
     else [urlsplit(PUBLIC_URL).hostname or "localhost"],
 )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# A form refused by the CSRF check: the console's page, with its navigation.
+CSRF_FAILURE_VIEW = "console.errors.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -68,6 +70,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files for /api/docs/, served from static/
     "axes",  # failed-login lockout (see "Logins" below)
     "csp",
     "traces",
@@ -91,6 +94,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Times shown in the person's zone: chosen > browser cookie > TIME_ZONE.
+    "traces.timezones.TimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
@@ -257,6 +262,11 @@ OTLP_MAX_BODY_BYTES = env.int("OTLP_MAX_BODY_BYTES", default=4 * 1024 * 1024)
 # what costs memory before any limit below can act (protobuf takes ~17 bytes per byte of
 # tiny nested values, orjson ~21), and at 4 MiB no body passes 210 MB resident.
 OTLP_MAX_DECOMPRESSED_BYTES = env.int("OTLP_MAX_DECOMPRESSED_BYTES", default=4 * 1024 * 1024)
+# Where `manage.py otlp_grpc` listens for OTLP/gRPC (its decompressed messages are held to
+# OTLP_MAX_DECOMPRESSED_BYTES, its exports to INGEST_CONCURRENCY at once per process).
+OTLP_GRPC_BIND = env.str(
+    "OTLP_GRPC_BIND", default="127.0.0.1:4317" if DEVELOPMENT else "0.0.0.0:4317"
+)
 # Sent with every 503 (ingest and pages). The Python exporter gives up at once when
 # Retry-After exceeds what is left of its deadline (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s by
 # default) and stops after 6 attempts: 9 s loses the fewest batches at the default and
@@ -319,6 +329,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Traces, spans, budgets, alerts and cost of the projects you can see.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/: Swagger UI from our static files; its start script is a separate
+    # request (SpectacularSwaggerSplitView), so no inline script meets the CSP.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "TraceStatusEnum": "traces.models.TraceStatus",
         "SpanStatusEnum": "traces.models.SpanStatus",
