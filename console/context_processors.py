@@ -6,6 +6,8 @@ Views pass the `project` they show (if any); base.html prefers its slug to the q
 
 from __future__ import annotations
 
+import functools
+
 from django.urls import reverse
 
 from budgets.selectors import firing_alert_count_for_user
@@ -57,8 +59,9 @@ def navigation(request) -> dict:
         "current_project": (match.kwargs.get("slug") if match else None)
         or request.GET.get("project", "").strip(),
         "nav_projects": project_list_for_user(user=user),
-        # Callables: counted only where the navigation draws them, with one query each.
-        "firing_alert_count": lambda: firing_alert_count_for_user(user=user),
+        # Callables: counted only where the navigation draws them, once per page however
+        # often it is drawn (the menu's badge and the tab's).
+        "firing_alert_count": functools.cache(lambda: firing_alert_count_for_user(user=user)),
     }
     if user.is_staff:
         context["quarantined_batches"] = quarantined_batch_count
