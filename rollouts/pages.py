@@ -19,6 +19,7 @@ from rollouts.models import BASELINE_PHASE, AgentPhase, Kpi, PromotionCriteria
 from rollouts.readiness import readiness_for_agent
 from rollouts.selectors import RunRows, baseline_for, version_order
 from rollouts.stats import MeanStats, RateStats, newcombe_diff, welch_diff
+from traces import display
 from traces.models import Phase, Project
 
 DIMS = {"agent_version": "Agent version", "prompt_version": "Prompt version", "phase": "Phase"}
@@ -257,28 +258,54 @@ def kpi_page_read(*, project: Project, window: Window, dim: str, agent: str) -> 
 # ------------------------------------------------------------------ version comparison
 
 
+def _with_text(row: dict, unit: str = "") -> dict:
+    """The row's difference written with its sign and unit (pp for rates, `unit` for means)."""
+    row["lift_text"] = row["lift"].summary(unit=unit)
+    return row
+
+
+def _signed(diff: float, text) -> str:
+    """A point difference: its sign, then its absolute value written by `text`."""
+    if diff == 0:
+        return text(0)
+    return ("+" if diff > 0 else "−") + text(abs(diff))
+
+
+def _point_diff(va, vb, kind: str) -> str:
+    """A − B of two point figures in their unit ($ or a duration); "" when one is missing."""
+    if va is None or vb is None:
+        return ""
+    if kind == "usd":
+        return _signed(va - vb, display.usd)
+    return _signed(float(va) - float(vb), display.duration)
+
+
 def _mean_diff_row(label, a: MeanStats | None, b: MeanStats | None, higher_is_better=True):
-    return {
-        "label": label,
-        "a": mean_estimate(a),
-        "b": mean_estimate(b),
-        "lift": welch_diff(
-            a or MeanStats(0, 0.0, 0.0),
-            b or MeanStats(0, 0.0, 0.0),
-            higher_is_better=higher_is_better,
-        ),
-    }
+    return _with_text(
+        {
+            "label": label,
+            "a": mean_estimate(a),
+            "b": mean_estimate(b),
+            "lift": welch_diff(
+                a or MeanStats(0, 0.0, 0.0),
+                b or MeanStats(0, 0.0, 0.0),
+                higher_is_better=higher_is_better,
+            ),
+        }
+    )
 
 
 def _rate_diff_row(label, a: RateStats | None, b: RateStats | None, higher_is_better=False):
-    return {
-        "label": label,
-        "a": rate_estimate(a),
-        "b": rate_estimate(b),
-        "lift": newcombe_diff(
-            a or RateStats(0, 0), b or RateStats(0, 0), higher_is_better=higher_is_better
-        ),
-    }
+    return _with_text(
+        {
+            "label": label,
+            "a": rate_estimate(a),
+            "b": rate_estimate(b),
+            "lift": newcombe_diff(
+                a or RateStats(0, 0), b or RateStats(0, 0), higher_is_better=higher_is_better
+            ),
+        }
+    )
 
 
 def compare_page_read(
@@ -308,18 +335,24 @@ def compare_page_read(
         )
     for kpi in _declared_kpis(project):
         table.append(
-            {
-                "label": f"KPI: {kpi.label or kpi.name}",
-                "a": kpi_estimate(kpi, fa),
-                "b": kpi_estimate(kpi, fb),
-                "lift": kpi_diff(kpi, fa, fb),
-            }
+            _with_text(
+                {
+                    "label": f"KPI: {kpi.label or kpi.name}",
+                    "a": kpi_estimate(kpi, fa),
+                    "b": kpi_estimate(kpi, fb),
+                    "lift": kpi_diff(kpi, fa, fb),
+                },
+                unit=kpi.unit,
+            )
         )
     # Percentiles and cost per run come from histograms and sums: no spread, no interval.
     point_rows = [
-        ("Cycle time p50", fa and fa.cycle_p50_ms, fb and fb.cycle_p50_ms, "ms"),
-        ("Cycle time p95", fa and fa.cycle_p95_ms, fb and fb.cycle_p95_ms, "ms"),
-        ("Cost per run", fa and fa.cost_per_run, fb and fb.cost_per_run, "usd"),
+        (label, va, vb, kind, _point_diff(va, vb, kind))
+        for label, va, vb, kind in (
+            ("Cycle time p50", fa and fa.cycle_p50_ms, fb and fb.cycle_p50_ms, "ms"),
+            ("Cycle time p95", fa and fa.cycle_p95_ms, fb and fb.cycle_p95_ms, "ms"),
+            ("Cost per run", fa and fa.cost_per_run, fb and fb.cost_per_run, "usd"),
+        )
     ]
     return {
         "versions": versions,

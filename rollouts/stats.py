@@ -386,16 +386,17 @@ class Lift:
     def significant(self) -> bool:
         return self.verdict in (BETTER, WORSE)
 
-    def summary(self, noun: str = "runs") -> str:
+    def summary(self, noun: str = "runs", unit: str = "") -> str:
         """One line of plain text, e.g. "+4.2 pp (+6.1 %; 95 % CI +1.1 to +7.3), 1,204 vs
         1,187 runs" for a rate, "−0.00212 (−14.3 %; 95 % CI −0.00243 to −0.00180), 300 vs
         300 runs" for a mean. The relative lift (against the baseline's value) is shown
-        when the baseline is not 0; the interval is the absolute difference's."""
+        when the baseline is not 0; the interval is the absolute difference's. A mean's
+        difference carries `unit` when given ("+1.2 min")."""
         counts = f"{_fmt_count(self.n_treatment)} vs {_fmt_count(self.n_baseline)} {noun}"
         if self.verdict == NOT_ENOUGH_DATA:
             return f"Not enough data: {counts} ({self.reason or self._default_reason()})"
         scale = 100.0 if self.kind == "rate" else 1.0
-        unit = " pp" if self.kind == "rate" else ""
+        unit = " pp" if self.kind == "rate" else (f" {unit}" if unit else "")
         absolute = (self.absolute or 0.0) * scale
         low = (self.absolute_low if self.absolute_low is not None else math.nan) * scale
         high = (self.absolute_high if self.absolute_high is not None else math.nan) * scale

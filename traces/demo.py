@@ -5,7 +5,8 @@ Runs are made of the steps the console shows: intent (root agent span with the u
 request) → plan (an LLM call that asks for tools) → tool calls and their results →
 final answer, with policy gates, escalations to a human, retries, errors, several
 agents, models (one deliberately unpriced), sessions and users. Times are backdated
-so a fresh console shows a day of history at once.
+so a fresh console shows a day of history at once, at the rate of the live runs that
+follow (`history_starts`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,24 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from traces.models import Phase
 
 NS = 1_000_000_000
+DAY_S = 24 * 3600
+# One live slot in this many is a governed run (controls.demo_agent) instead of a plain one.
+GOVERNED_SLOT_EVERY = 4
+
+
+def history_starts(*, now_ns: int, runs: int, every: float) -> list[int]:
+    """Start times (ns) of the backdated runs, oldest first: one run every `every` seconds,
+    the newest `every` seconds before now, the live loop's own rate (one run per slot), so
+    the history and the live runs make one even line on the cost chart. Without live runs
+    (every 0) the history is spread over the last day."""
+    step = every if every > 0 else DAY_S / max(runs, 1)
+    return [now_ns - int((runs - i) * step * NS) for i in range(runs)]
+
+
+def live_slot_is_governed(slot: int) -> bool:
+    """Whether live slot number `slot` (0, 1, …) sends a governed run rather than a plain one:
+    each slot sends exactly one run, so the live rate is one run per `every` seconds."""
+    return slot % GOVERNED_SLOT_EVERY == GOVERNED_SLOT_EVERY - 1
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ TINY_USD = Decimal("0.000001")
 
 
 def usd(value: Decimal | float | int | None) -> str:
-    """A cost with sensible precision: $12.34, $0.0123, $0.000735; "—" when unknown.
+    """A cost, one rule on every page: $1 and more with two decimals ($12.34, $1,234.50);
+    under $1 three significant digits, never fewer than two decimals ($0.123, $0.10,
+    $0.0123, $0.000735); "—" when unknown.
 
-    Amounts under a cent keep three significant digits, because a trace of cheap
-    calls costs fractions of a cent and "$0.00" would hide it.
+    A trace of cheap calls costs fractions of a cent, and "$0.00" would hide it.
     """
     if value is None:
         return "—"
@@ -25,20 +26,26 @@ def usd(value: Decimal | float | int | None) -> str:
         return "$0"
     sign = "-" if d < 0 else ""
     d = abs(d)
-    if d >= 1:
-        text = f"{d.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
-    elif d >= Decimal("0.01"):
-        text = str(d.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
-        while text.endswith("0") and len(text.split(".")[1]) > 2:
-            text = text[:-1]
-    elif d < TINY_USD:
+    if d < TINY_USD:
         return f"{sign}<$0.000001"
-    else:
+    if d < 1:
         # three significant digits: 0.000735 → exponent -4 → quantize to 1e-6
-        exp = d.adjusted() - 2
-        text = f"{d.quantize(Decimal(1).scaleb(exp), rounding=ROUND_HALF_UP):f}"
-        text = text.rstrip("0").rstrip(".") if "." in text else text
+        d = d.quantize(Decimal(1).scaleb(d.adjusted() - 2), rounding=ROUND_HALF_UP)
+    if d >= 1:
+        return f"{sign}${d.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
+    text = f"{d:f}".rstrip("0")
+    if len(text.split(".")[1]) < 2:
+        text = f"{d:.2f}"
     return f"{sign}${text}"
+
+
+def known_cost(value: Decimal | None, unpriced: int) -> Decimal | None:
+    """The cost of a sum of calls, None when it is unknown: some calls had no known price
+    and none of the others cost anything. With priced calls beside unpriced ones it is the
+    priced part (the unpriced count says what is missing)."""
+    if unpriced > 0 and (value is None or value == 0):
+        return None
+    return value
 
 
 def cost_with_unpriced(value: Decimal | None, unpriced: int) -> str:
@@ -46,7 +53,7 @@ def cost_with_unpriced(value: Decimal | None, unpriced: int) -> str:
     if unpriced <= 0:
         return usd(value)
     calls = f"{unpriced} unpriced"
-    if value is None or value == 0:
+    if known_cost(value, unpriced) is None:
         return calls
     return f"{usd(value)} + {calls}"
 

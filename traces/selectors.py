@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -12,6 +13,8 @@ from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
 from traces.models import Membership, Project, Span, Trace, TraceStatus
+
+_CLOCK = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d")
 
 
 def project_list_for_user(*, user) -> QuerySet[Project]:
@@ -100,6 +103,13 @@ class TraceFilters:
             raw = params.get(name, "").strip()
             if not raw:
                 continue
+            # The pages send a date and a 24-hour time apart (name, name_time).
+            clock = params.get(f"{name}_time", "").strip()
+            if clock and len(raw) == 10:
+                if not _CLOCK.fullmatch(clock):
+                    f.errors.append(f"{name} time must be HH:MM, 24-hour")
+                    continue
+                raw = f"{raw}T{clock}"
             value = parse_datetime(raw.replace(" ", "T")) if "T" in raw or " " in raw else None
             if value is None:
                 try:
@@ -167,6 +177,19 @@ def trace_get_for_user(*, user, project_slug: str, trace_id: str) -> Trace:
         )
     except Trace.DoesNotExist:
         raise Http404("No such trace") from None
+
+
+def trace_find_by_id(*, user, text: str, project_slug: str = "") -> Trace | None:
+    """The trace a full trace id (32 hex digits, any case) names among the user's projects
+    (in `project_slug` when given); None for anything else, or when the id is in several."""
+    trace_id = text.strip().lower()
+    if len(trace_id) != 32 or any(c not in "0123456789abcdef" for c in trace_id):
+        return None
+    qs = Trace.objects.filter(project__in=project_list_for_user(user=user), trace_id=trace_id)
+    if project_slug:
+        qs = qs.filter(project__slug=project_slug)
+    found = list(qs.select_related("project")[:2])
+    return found[0] if len(found) == 1 else None
 
 
 def span_list_for_trace(*, trace: Trace) -> QuerySet[Span]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
@@ -18,19 +18,35 @@ from traces.selectors import (
     agent_names_for_projects,
     project_get_for_user,
     project_list_for_user,
+    trace_find_by_id,
     trace_get_for_user,
     trace_list,
 )
 from traces.timeline import (
+    MAX_WINDOW_ROWS,
+    session_conversation,
     session_totals,
     session_trace_list,
     span_detail,
     span_get_for_trace,
     timeline_build,
+    timeline_index,
+    timeline_next,
+    timeline_row_of,
+    timeline_rows,
+    window_rows,
 )
+from traces.timezones import local_date_time
 
 PAGE_SIZE = 50
 SESSION_PAGE_SIZE = 100
+# The trace list's sort orders (the API's `order`): value, menu label, subtitle.
+TRACE_ORDERS = (
+    ("newest", "Newest", "newest first"),
+    ("cost", "Costliest", "costliest first"),
+    ("duration", "Slowest", "slowest first"),
+    ("tokens", "Most tokens", "most input tokens first"),
+)
 
 
 def home(request):
@@ -46,13 +62,13 @@ def _exporter_setup() -> dict:
     }
 
 
-def _local_input(value) -> str:
-    """An aware datetime as a datetime-local input value in the current time zone."""
-    return timezone.localtime(value).strftime("%Y-%m-%dT%H:%M") if value else ""
-
-
 def trace_list_page(request):
     filters = TraceFilters.from_params(request.GET)
+    # A full trace id typed in the search box opens that trace.
+    if filters.q and (
+        found := trace_find_by_id(user=request.user, text=filters.q, project_slug=filters.project)
+    ):
+        return redirect("trace-timeline", slug=found.project.slug, trace_id=found.trace_id)
     page = Paginator(trace_list(user=request.user, filters=filters), PAGE_SIZE).get_page(
         request.GET.get("page")
     )
@@ -63,10 +79,12 @@ def trace_list_page(request):
         {
             "page": page,
             "filters": filters,
-            "since_value": _local_input(filters.since),
-            "until_value": _local_input(filters.until),
+            **dict(zip(("since_value", "since_time"), local_date_time(filters.since), strict=True)),
+            **dict(zip(("until_value", "until_time"), local_date_time(filters.until), strict=True)),
             "agents": agents,
             "statuses": TraceStatus.choices,
+            "orders": [(value, label) for value, label, _ in TRACE_ORDERS],
+            "order_text": next(text for value, _, text in TRACE_ORDERS if value == filters.order),
             **_exporter_setup(),
         },
     )
@@ -87,6 +105,57 @@ def trace_timeline_page(request, slug: str, trace_id: str):
             "tz_name": timezone.get_current_timezone_name(),
         },
     )
+
+
+def _int_param(request, name: str, default: int | None, low: int, high: int) -> int:
+    """A query parameter as an integer in [low, high]; ValueError naming it otherwise."""
+    raw = request.GET.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise ValueError(f"{name} is required")
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}")
+    return value
+
+
+def timeline_rows_json(request, slug: str, trace_id: str):
+    """A window of the timeline's rows, fetched as the page scrolls: ?offset=N[&limit=M], or
+    ?span=ID for the window that holds that span."""
+    trace = trace_get_for_user(user=request.user, project_slug=slug, trace_id=trace_id)
+    index = timeline_index(trace=trace)
+    try:
+        limit = _int_param(request, "limit", window_rows(), 1, MAX_WINDOW_ROWS)
+        span_id = request.GET.get("span")
+        if span_id is not None:
+            # The window holding one span (a link to it, a storyline step).
+            at = timeline_row_of(index=index, span_id=span_id)
+            if at is None:
+                return JsonResponse({"error": "no such span in this trace"}, status=404)
+            offset = at - at % limit
+        else:
+            offset = _int_param(request, "offset", None, 0, max(index.count - 1, 0))
+    except ValueError as e:
+        return JsonResponse({"error": str(e)}, status=400)
+    return JsonResponse(timeline_rows(trace=trace, index=index, offset=offset, limit=limit))
+
+
+def timeline_next_json(request, slug: str, trace_id: str):
+    """The row of the next error or slow span: ?kind=error|slow&after=N."""
+    trace = trace_get_for_user(user=request.user, project_slug=slug, trace_id=trace_id)
+    index = timeline_index(trace=trace)
+    kind = request.GET.get("kind")
+    if kind not in ("error", "slow"):
+        return JsonResponse({"error": "kind must be error or slow"}, status=400)
+    try:
+        after = _int_param(request, "after", -1, -1, max(index.count - 1, 0))
+    except ValueError as e:
+        return JsonResponse({"error": str(e)}, status=400)
+    return JsonResponse({"index": timeline_next(index=index, kind=kind, after=after)})
 
 
 def span_detail_partial(request, slug: str, trace_id: str, span_id: str):
@@ -124,6 +193,7 @@ def session_page(request, slug: str, session_id: str):
             "session_id": session_id,
             "totals": totals,
             "page": page,
+            "turns": session_conversation(project=project, traces=list(page.object_list)),
             "tz_name": timezone.get_current_timezone_name(),
         },
     )

@@ -320,6 +320,45 @@ def test_compare_shows_differences_with_intervals(client_logged_in, seeded):
     assert "no interval" in body and "No significant difference" in body
 
 
+def test_compare_writes_each_difference_with_its_sign_and_unit(client_logged_in, project):
+    from traces import display
+
+    Kpi.objects.create(project=project, name="handle", label="Handle time", unit="min")
+    rollup(
+        project,
+        days_ago=3,
+        version="v1",
+        errors=10,
+        cost="1.00",
+        ms=1000.0,
+        kpis={"handle": [4.0, 6.0] * 50},
+    )
+    rollup(
+        project,
+        days_ago=1,
+        version="v2",
+        errors=3,
+        cost="2.50",
+        ms=3000.0,
+        kpis={"handle": [2.0, 3.0] * 50},
+    )
+
+    response = client_logged_in.get(
+        reverse("agent-compare"), {"agent": "triage", "a": "v2", "b": "v1"}
+    )
+
+    rows = {r["label"]: r["lift_text"] for r in response.context["rows"]}
+    assert "−7.0 pp (" in rows["Exception rate"]
+    assert rows["KPI: Handle time"].startswith("−2.50 min (")
+    points = {label: diff for label, _a, _b, _kind, diff in response.context["point_rows"]}
+    fa, fb = response.context["fa"], response.context["fb"]
+    assert points["Cost per run"] == "+$0.015"
+    assert points["Cycle time p50"] == "+" + display.duration(fa.cycle_p50_ms - fb.cycle_p50_ms)
+    assert points["Cycle time p50"].endswith(" s")
+    body = response.content.decode()
+    assert "−2.50 min (" in body and "+$0.015" in body
+
+
 def test_compare_by_prompt_version(client_logged_in, project):
     rollup(project, version="v1", prompt_version="p1", runs=5)
     rollup(project, version="v1", prompt_version="p2", runs=5, errors=1)

@@ -418,6 +418,18 @@ def test_an_unpriced_span_is_shown_as_unpriced_not_zero(project):
         (Decimal("12.345"), "$12.35"),
         (Decimal("1234.5"), "$1,234.50"),
         (Decimal("0.0000000004"), "<$0.000001"),
+        # One rule across the whole range: three significant digits under $1, two
+        # decimals from $1 on.
+        (Decimal("0.1234"), "$0.123"),
+        (Decimal("0.98765"), "$0.988"),
+        (Decimal("0.9996"), "$1.00"),
+        (Decimal("0.0100"), "$0.01"),
+        (Decimal("0.009996"), "$0.01"),
+        (Decimal("0.5"), "$0.50"),
+        (Decimal("0.000001"), "$0.000001"),
+        (0.25, "$0.25"),
+        (Decimal("-0.1234"), "-$0.123"),
+        (Decimal("1"), "$1.00"),
     ],
 )
 def test_costs_read_with_sensible_precision(value, shown):

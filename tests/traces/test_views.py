@@ -270,7 +270,8 @@ def test_filter_by_time_range_in_the_users_time_zone(client_logged_in, project, 
     assert listed(client_logged_in.get("/traces/?until=2025-03-10T11:00")) == []
     html = client_logged_in.get("/traces/?since=2025-03-10T11:00").content.decode()
     assert "2025-03-10 11:30:00" in html and "Europe/Paris" in html
-    assert 'value="2025-03-10T11:00"' in html  # the filter shows what was asked
+    # The filter shows what was asked: a date and a 24-hour time.
+    assert 'name="since" value="2025-03-10"' in html and 'name="since_time" value="11:00"' in html
 
 
 def test_filter_by_session(client_logged_in, project):
@@ -546,3 +547,125 @@ def test_the_trace_list_can_put_the_costliest_runs_first(client_logged_in, proje
     ids = [t.trace_id for t in page.context["page"].object_list]
     assert ids == [older, newer]
     assert 'value="cost" selected' in page.content.decode()
+
+
+def test_the_trace_list_offers_every_api_order_and_says_which_one_it_shows(
+    client_logged_in, project
+):
+    from drf_spectacular.utils import OpenApiParameter
+
+    from traces.api.views import FILTER_PARAMS
+    from traces.selectors import TraceFilters
+
+    small, _ = agent_run(project=project)
+    big, _ = agent_run(project=project, start=datetime.now(UTC) - timedelta(hours=2))
+    Trace.objects.filter(trace_id=big).update(input_tokens=90_000)
+    (api_order,) = [
+        p for p in FILTER_PARAMS if isinstance(p, OpenApiParameter) and p.name == "order"
+    ]
+
+    page = client_logged_in.get("/traces/")
+    offered = [value for value, _ in page.context["orders"]]
+    assert offered == list(TraceFilters.ORDERS) == api_order.enum
+    assert "· newest first ·" in page.content.decode()
+
+    by_tokens = client_logged_in.get("/traces/?order=tokens")
+    html = by_tokens.content.decode()
+    assert listed(by_tokens) == [big, small]
+    assert 'value="tokens" selected' in html
+    assert "· most input tokens first ·" in html and "newest first" not in html
+    assert "· slowest first ·" in client_logged_in.get("/traces/?order=duration").content.decode()
+
+
+def chat_run(project, *, session, minute, question, answer, on_root=True):
+    """A run of `session` whose question and answer sit on its root span, or only on its
+    model calls."""
+    trace_id, root = new_trace_id(), new_span_id()
+    asked = json.dumps([{"role": "user", "parts": [{"type": "text", "content": question}]}])
+    said = json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": answer}]}])
+    start = START + timedelta(minutes=minute)
+    common = {"session.id": session}
+    root_attrs = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "courier"}
+    if on_root:
+        root_attrs |= {"gen_ai.input.messages": asked, "gen_ai.output.messages": said}
+    spans = [
+        raw_span(
+            trace_id=trace_id,
+            span_id=root,
+            name="invoke_agent courier",
+            start=start,
+            duration_ms=900,
+            attributes={**root_attrs, **common},
+        ),
+        raw_span(
+            trace_id=trace_id,
+            parent_span_id=root,
+            name="chat gpt-4o",
+            start=start + timedelta(milliseconds=10),
+            kind=3,
+            attributes=llm_attrs("gpt-4o", **{"gen_ai.input.messages": asked}, **common),
+        ),
+        raw_span(
+            trace_id=trace_id,
+            parent_span_id=root,
+            name="chat gpt-4o",
+            start=start + timedelta(milliseconds=500),
+            kind=3,
+            attributes=llm_attrs("gpt-4o", **{"gen_ai.output.messages": said}, **common),
+        ),
+    ]
+    span_batch_ingest(project_id=project.pk, spans=spans)
+    return trace_id
+
+
+def test_the_session_view_reads_as_a_conversation_linking_each_run(client_logged_in, project):
+    first = chat_run(
+        project,
+        session="chat-1",
+        minute=0,
+        question="Where is parcel 7?",
+        answer="It is in Leipzig.",
+    )
+    second = chat_run(
+        project,
+        session="chat-1",
+        minute=5,
+        question="When will it arrive?",
+        answer="Tomorrow before noon.",
+        on_root=False,
+    )
+    chat_run(project, session="other", minute=1, question="Unrelated", answer="Not shown")
+
+    response = client_logged_in.get(reverse("session-detail", args=[project.slug, "chat-1"]))
+
+    turns = [(t.trace.trace_id, t.asked, t.answered) for t in response.context["turns"]]
+    assert turns == [
+        (first, "Where is parcel 7?", "It is in Leipzig."),
+        (second, "When will it arrive?", "Tomorrow before noon."),
+    ]
+    html = response.content.decode()
+    transcript = html[html.index('id="conversation"') :]
+    order = [
+        transcript.index(text)
+        for text in (
+            "Where is parcel 7?",
+            "It is in Leipzig.",
+            "When will it arrive?",
+            "Tomorrow before noon.",
+        )
+    ]
+    assert order == sorted(order)
+    assert timeline_url(project, second) in transcript
+    assert "Unrelated" not in html
+
+
+def test_a_long_session_conversation_is_paged(client_logged_in, project, monkeypatch):
+    monkeypatch.setattr("traces.views.SESSION_PAGE_SIZE", 2)
+    for i in range(3):
+        chat_run(project, session="long", minute=i, question=f"question {i}", answer=f"answer {i}")
+    url = reverse("session-detail", args=[project.slug, "long"])
+
+    first, last = client_logged_in.get(url), client_logged_in.get(url + "?page=2")
+
+    assert [t.asked for t in first.context["turns"]] == ["question 0", "question 1"]
+    assert [t.asked for t in last.context["turns"]] == ["question 2"]
