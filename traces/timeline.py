@@ -3,7 +3,8 @@
 The timeline page must stay fast for traces of thousands of spans, so it is built
 from two queries whatever the trace size:
 
-1. the waterfall columns of every span (`WATERFALL_FIELDS`, no JSON blobs);
+1. the waterfall columns of every span (`WATERFALL_FIELDS`, no JSON blobs; for a big
+   trace `SKELETON_FIELDS`, read into plain lists rather than an object per span);
 2. the attributes and events of a *bounded* set of spans the storyline quotes
    (root, first and last model calls, the steps it shows).
 
@@ -17,6 +18,7 @@ import json
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -255,8 +257,8 @@ class SpanColumns:
         )
 
 
-# Columns a big trace's index and storyline read of every span: no names of a row's
-# tokens or costs (Decimal parsing is a good part of the cost of a big trace), no JSON.
+# Columns a big trace's index and storyline read of every span: no tokens or costs
+# (Decimal parsing is a good part of the cost of a big trace), no JSON.
 SKELETON_FIELDS = (
     "pk",
     "span_id",
@@ -410,6 +412,23 @@ def tree_order(span_ids: list[str], parent_span_ids: list[str]) -> TreeOrder:
                 orphan[i] = True
             top.append(i)
 
+    if len(known) == n:
+        rows, depth, parent = _walk_unique(span_ids, children, top, orphan)
+    else:
+        rows, depth, parent = _walk(span_ids, children, top, orphan)
+    size = [1] * len(rows)
+    for k in range(len(rows) - 1, 0, -1):
+        p = parent[k]
+        if p >= 0:
+            size[p] += size[k]
+    return TreeOrder(rows=rows, depth=depth, parent=parent, size=size, orphan=orphan)
+
+
+def _walk(
+    span_ids: list[str], children: dict[str, list[int]], top: list[int], orphan: list[bool]
+) -> tuple[list[int], list[int], list[int]]:
+    """tree_order's depth-first walk when span ids repeat (a span is shown once)."""
+    n = len(span_ids)
     rows: list[int] = []
     depth: list[int] = []
     parent: list[int] = []
@@ -440,12 +459,58 @@ def tree_order(span_ids: list[str], parent_span_ids: list[str]) -> TreeOrder:
             if span_ids[i] not in seen:
                 orphan[i] = True
                 walk([i])
-    size = [1] * len(rows)
-    for k in range(len(rows) - 1, 0, -1):
-        p = parent[k]
-        if p >= 0:
-            size[p] += size[k]
-    return TreeOrder(rows=rows, depth=depth, parent=parent, size=size, orphan=orphan)
+    return rows, depth, parent
+
+
+def _walk_unique(
+    span_ids: list[str], children: dict[str, list[int]], top: list[int], orphan: list[bool]
+) -> tuple[list[int], list[int], list[int]]:
+    """_walk for unique span ids, the usual case, on plain integers: the stack holds
+    positions only; a span's parent row and depth come from its parent, shown before it
+    (a span is pushed only by its parent, or as the root of a walk)."""
+    n = len(span_ids)
+    position = {span_id: i for i, span_id in enumerate(span_ids)}
+    by_position = [children.get(span_id) for span_id in span_ids]
+    parent_position = [-1] * n
+    for p, kids in children.items():
+        at = position[p]
+        for k in kids:
+            parent_position[k] = at
+    row_of = [-1] * n
+    is_root = bytearray(n)
+    rows: list[int] = []
+    depth: list[int] = []
+    parent: list[int] = []
+
+    def walk(roots: list[int]) -> None:
+        for i in roots:
+            is_root[i] = 1
+        stack = roots[::-1]
+        pop, push = stack.pop, stack.extend
+        while stack:
+            i = pop()
+            if row_of[i] >= 0:
+                continue  # shown already: a parent cycle led back to it
+            row_of[i] = len(rows)
+            rows.append(i)
+            if is_root[i]:
+                depth.append(0)
+                parent.append(-1)
+            else:
+                p = row_of[parent_position[i]]
+                depth.append(depth[p] + 1)
+                parent.append(p)
+            kids = by_position[i]
+            if kids:
+                push(kids[::-1])
+
+    walk(top)
+    if len(rows) < n:
+        for i in range(n):
+            if row_of[i] < 0:
+                orphan[i] = True
+                walk([i])
+    return rows, depth, parent
 
 
 def span_tree(nodes: list[Node]) -> list[Node]:
@@ -706,8 +771,9 @@ def _step_rows(s: _Spans, texts: dict[str, SpanText], exclude: set[str]) -> list
 Group = list[int]  # positions of consecutive steps shown as one beat
 
 
-def _grouped(s: _Spans, steps: list[int]) -> list[Group]:
-    """Consecutive calls of the same tool (a retry loop, a batch) become one group."""
+def _grouped(s: _Spans, steps: Iterable[int], limit: int) -> list[Group]:
+    """Consecutive calls of the same tool (a retry loop, a batch) become one group; the
+    first `limit` groups of the steps."""
     kinds, tool_name, name = s.kinds, s.c.tool_name, s.c.name
     groups: list[Group] = []
     last_label = None  # the tool of the last group, None when it is not a tool call
@@ -715,18 +781,26 @@ def _grouped(s: _Spans, steps: list[int]) -> list[Group]:
         label = (tool_name[i] or name[i]) if kinds[i] == TOOL else None
         if label is not None and label == last_label:
             groups[-1].append(i)
+        elif len(groups) == limit:
+            break
         else:
             groups.append([i])
             last_label = label
     return groups
 
 
-def _shown(groups: list[Group]) -> tuple[list[Group], list[int], list[Group]]:
-    """The first groups shown, the steps the gap between them stands for, the last groups."""
+def _shown(s: _Spans, steps: list[int]) -> tuple[list[Group], list[int], list[Group]]:
+    """The first groups of steps shown, the steps the gap between them stands for, the
+    last groups. Only the groups shown are made: a group is a run of the same tool, so the
+    last ones are the first ones of the steps read backwards."""
+    groups = _grouped(s, steps, MAX_STEPS + 1)
     if len(groups) <= MAX_STEPS:
         return groups, [], []
-    hidden = [i for g in groups[HEAD_STEPS:-TAIL_STEPS] for i in g]
-    return groups[:HEAD_STEPS], hidden, groups[-TAIL_STEPS:]
+    head = groups[:HEAD_STEPS]
+    tail = [g[::-1] for g in reversed(_grouped(s, reversed(steps), TAIL_STEPS))]
+    start = sum(len(g) for g in head)
+    end = len(steps) - sum(len(g) for g in tail)
+    return head, steps[start:end], tail
 
 
 def _storyline_rows(s: _Spans, *, root_span_id: str) -> list[int]:
@@ -740,7 +814,7 @@ def _storyline_rows(s: _Spans, *, root_span_id: str) -> list[int]:
     rows += llms[:1] + llms[-3:]
     roled = [i for i, role in enumerate(c.role) if role in _INTENT_FINAL]
     rows += roled[:2] + roled[-2:]
-    head, _, tail = _shown(_grouped(s, _step_rows(s, {}, set())))
+    head, _, tail = _shown(s, _step_rows(s, {}, set()))
     status = c.status
     for group in head + tail:
         rows.append(group[0])
@@ -875,7 +949,7 @@ def _storyline(
         final.status = trace_status
 
     # ---- the steps between
-    head, hidden, tail = _shown(_grouped(s, _step_rows(s, texts, steps_exclude)))
+    head, hidden, tail = _shown(s, _step_rows(s, texts, steps_exclude))
     beats = [_group_beat(s, g, texts) for g in head]
     if hidden:
         status = c.status
