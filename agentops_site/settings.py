@@ -357,6 +357,10 @@ if CELERY_BROKER_URL == "filesystem://":
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+    # Remote control (the pidbox broadcast exchange) is written by several processes at
+    # once on this transport and can be left half-written, which stops the worker with a
+    # JSONDecodeError (kombu#1551). Nothing here uses remote control.
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="agentops")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
