@@ -178,7 +178,7 @@
       (err ? '<span class="tag err" title="error">!</span>' : "") +
       (flags & SLOW ? '<span class="tag slow" title="among the slowest 1% of leaf spans">slow</span>' : "") +
       (flags & ORPHAN ? '<span class="tag orphan" title="parent span ' + esc(r[MISSING]) + ' was not received">orphan</span>' : "") +
-      (isTotal ? '<span class="tag total" title="spans in this trace">' + totals.spans.toLocaleString("en-US") + " spans</span>" : "") +
+      (isTotal ? '<span class="tag total" title="spans in this trace">' + totals.spans.toLocaleString("en-US") + (totals.spans === 1 ? " span" : " spans") + "</span>" : "") +
       (!open && r[SIZE] > 1 ? '<span class="tag hidden-count" title="' + (r[SIZE] - 1) + ' spans hidden">+' + (r[SIZE] - 1) + "</span>" : "") +
       badgeTags(r[ID]) +
       "</div>" +
