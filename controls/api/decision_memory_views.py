@@ -24,10 +24,9 @@ from controls.decision_memory import (
     similar_decisions,
 )
 from controls.models import DecisionRecord
-from traces.api.authentication import KeyPrincipal
-from traces.models import Membership
+from traces.api.authentication import writable_project_id
 from traces.paging import CappedPagination
-from traces.selectors import project_get_for_user, project_list_for_user, project_role_for_user
+from traces.selectors import project_get_for_user, project_list_for_user
 
 
 def decision_json(record: DecisionRecord, outcomes=None) -> dict:
@@ -174,16 +173,4 @@ class DecisionActionView(APIView):
         return Response(decision_json(record))
 
     def _project_id(self, request, slug: str | None) -> int:
-        user = request.user
-        if isinstance(user, KeyPrincipal):
-            if slug and not project_list_for_user(user=user).filter(slug=slug).exists():
-                raise exceptions.PermissionDenied("This key writes to its own project only.")
-            return user.project_id
-        if not slug:
-            raise exceptions.ValidationError({"project": ["Give the project's slug."]})
-        project = project_list_for_user(user=user).filter(slug=slug).first()
-        if project is None:
-            raise exceptions.NotFound("No such project.")
-        if project_role_for_user(user=user, project=project) != Membership.Role.ADMIN:
-            raise exceptions.PermissionDenied("Only the project's admins and keys write actions.")
-        return project.pk
+        return writable_project_id(request, slug, what="actions")

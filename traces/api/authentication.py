@@ -2,6 +2,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from traces.login_throttle import lockout_message, retry_after
+from traces.models import Membership
+from traces.selectors import project_list_for_user, project_role_for_user
 from traces.services import ingest_key_authenticate
 from traces.tokens import personal_token_authenticate
 
@@ -122,3 +124,21 @@ class IngestKeyScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "A project's ingest key: reads that project only.",
         }
+
+
+def writable_project_id(request, slug: str | None, *, what: str) -> int:
+    """The project a write goes to: a project key's own (naming another is a 403), else
+    the named project of the user's, where only its admins write `what` (a 403)."""
+    user = request.user
+    if isinstance(user, KeyPrincipal):
+        if slug and not project_list_for_user(user=user).filter(slug=slug).exists():
+            raise exceptions.PermissionDenied("This key writes to its own project only.")
+        return user.project_id
+    if not slug:
+        raise exceptions.ValidationError({"project": ["Give the project's slug."]})
+    project = project_list_for_user(user=user).filter(slug=slug).first()
+    if project is None:
+        raise exceptions.NotFound("No such project.")
+    if project_role_for_user(user=user, project=project) != Membership.Role.ADMIN:
+        raise exceptions.PermissionDenied(f"Only the project's admins and keys write {what}.")
+    return project.pk

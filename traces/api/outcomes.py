@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from traces.api.authentication import KeyPrincipal
-from traces.models import Membership, Outcome
-from traces.selectors import project_list_for_user, project_role_for_user
+from traces.api.authentication import writable_project_id
+from traces.models import Outcome
 from traces.services import outcomes_record
 
 MAX_ITEMS = 1000
@@ -73,16 +72,4 @@ class OutcomeBatchView(APIView):
         )
 
     def _project_id(self, request, slug: str | None) -> int:
-        user = request.user
-        if isinstance(user, KeyPrincipal):
-            if slug and not project_list_for_user(user=user).filter(slug=slug).exists():
-                raise exceptions.PermissionDenied("This key writes to its own project only.")
-            return user.project_id
-        if not slug:
-            raise exceptions.ValidationError({"project": ["Give the project's slug."]})
-        project = project_list_for_user(user=user).filter(slug=slug).first()
-        if project is None:
-            raise exceptions.NotFound("No such project.")
-        if project_role_for_user(user=user, project=project) != Membership.Role.ADMIN:
-            raise exceptions.PermissionDenied("Only the project's admins and keys write outcomes.")
-        return project.pk
+        return writable_project_id(request, slug, what="outcomes")
