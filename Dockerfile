@@ -21,7 +21,7 @@ COPY controls ./controls
 COPY console ./console
 COPY sdk ./sdk
 # The SDK (sdk/, its own package) drives the governed demo agents of `manage.py up`.
-RUN pip install . "./sdk[validate]"
+RUN pip install ".[clickhouse]" "./sdk[validate]"
 COPY manage.py ./
 COPY templates ./templates
 COPY static ./static

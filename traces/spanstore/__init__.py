@@ -1,0 +1,40 @@
+"""The span store: where spans are written and read, behind one seam.
+
+`span_store()` answers the store that settings.SPAN_STORE_URL selects:
+
+- empty: the relational database (traces.Span, today's table) — `RelationalSpanStore`;
+- `clickhouse://user:password@host:8123/db` (`clickhouses://` for TLS): a ClickHouse
+  server; `chdb:///path` or `chdb://`: the same engine in process (tests, one node).
+
+Both answer the same calls: `insert_spans`, `existing_keys`, `trace_spans`, `batch_spans`,
+`project_spans`, `cost_by`, `discard_batch`, `delete_project`, `count`, `ensure_schema`.
+PostgreSQL keeps projects, keys, trace summaries, ingest batches, envelopes, alerts,
+rollups and controls whichever is chosen.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from django.conf import settings
+
+_lock = threading.Lock()
+_stores: dict[str, object] = {}
+
+
+def span_store(url: str | None = None):
+    """The configured span store, one per process and URL (a ClickHouse client is
+    thread-safe for queries; chDB allows one engine per process anyway)."""
+    url = settings.SPAN_STORE_URL if url is None else url
+    if not url:
+        # imported here: the ClickHouse module stays importable without Django's apps
+        from traces.spanstore.relational import RelationalSpanStore
+
+        return RelationalSpanStore()
+    with _lock:
+        store = _stores.get(url)
+        if store is None:
+            from traces.spanstore.clickhouse import ClickHouseSpanStore
+
+            store = _stores[url] = ClickHouseSpanStore(url)
+        return store
