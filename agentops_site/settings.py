@@ -131,6 +131,9 @@ DATABASES = {
 # CONN_HEALTH_CHECKS makes a restarted database cost no failed request.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Where spans are stored (traces/spanstore, docs/span-store.md): empty = the relational
+# database above; clickhouse://user:password@host:8123/db, or chdb:///path (in-process).
+SPAN_STORE_URL = env.str("SPAN_STORE_URL", default="")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(VAR_DIR).mkdir(parents=True, exist_ok=True)
     # WAL lets the pages read while ingestion writes; IMMEDIATE avoids the
@@ -392,6 +395,14 @@ APPROVAL_POLL_SECONDS = env.float("APPROVAL_POLL_SECONDS", default=0.25)
 # Every minute, the review queue reads the spans received this many minutes back for steps
 # that cross a review rule (controls/review.py); each span is queued once.
 REVIEW_FLAG_WINDOW_MINUTES = env.int("REVIEW_FLAG_WINDOW_MINUTES", default=15)
+# Retention (traces/partitions.py): spans, trace summaries and what is derived per span are
+# kept this many whole UTC days before today (a project may set its own); rollups, which
+# budgets and KPI history read, are kept ROLLUP_RETENTION_DAYS. PostgreSQL keeps daily span
+# partitions this many days ahead; deletes run this many rows per statement.
+SPAN_RETENTION_DAYS = env.int("SPAN_RETENTION_DAYS", default=30)
+ROLLUP_RETENTION_DAYS = env.int("ROLLUP_RETENTION_DAYS", default=400)
+SPAN_PARTITION_AHEAD_DAYS = env.int("SPAN_PARTITION_AHEAD_DAYS", default=7)
+RETENTION_DELETE_BATCH = env.int("RETENTION_DELETE_BATCH", default=5000)
 CELERY_BEAT_SCHEDULE = {
     # Fold new spans, then evaluate the budgets they moved: a chain (agentops_site/celery.py).
     "fold-then-evaluate": {
@@ -450,6 +461,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "controls.tasks.record_decisions",
         "schedule": 60,
         "options": {"expires": 60},
+    },
+    # Span partitions ahead, then what is past retention (traces/partitions.py).
+    "enforce-retention": {
+        "task": "traces.tasks.enforce_retention",
+        "schedule": 3600,
+        "options": {"expires": 3000},
     },
 }
 

@@ -63,6 +63,17 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def _retention_past_test_dates(settings):
+    # Tests send spans with fixed dates from 2000 on; retention (traces/retention.py) is
+    # tested in tests/traces/test_retention.py with its own settings.
+    from traces.retention import retention_cache_clear
+
+    settings.SPAN_RETENTION_DAYS = 20_000
+    settings.ROLLUP_RETENTION_DAYS = 20_000
+    retention_cache_clear()
+
+
+@pytest.fixture(autouse=True)
 def _no_per_process_caches(settings):
     # Ingest key checks and price overrides are cached per process for a few seconds in
     # production; tests that change either expect the change at once.
@@ -75,3 +86,23 @@ def _no_per_process_caches(settings):
     settings.PRICE_OVERRIDES_CACHE_SECONDS = 0
     cache.clear()
     pricing._book_cache.clear()
+
+
+@pytest.fixture(scope="session")
+def ch_store(tmp_path_factory):
+    """The ClickHouse span store on chDB (the engine in process). chDB allows one data path
+    per process, so every test of the session shares this one; tests select it with
+    override_settings(SPAN_STORE_URL=ch_store.url) and write under project ids of their
+    own."""
+    try:
+        import chdb  # noqa: F401
+    except ImportError:
+        reason = "chdb is not installed: pip install -e '.[dev]' to run the span store tests"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from traces.spanstore import span_store
+
+    store = span_store(f"chdb://{tmp_path_factory.mktemp('chdb')}")
+    store.ensure_schema()
+    return store

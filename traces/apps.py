@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 
 
 class TracesConfig(AppConfig):
@@ -6,4 +7,7 @@ class TracesConfig(AppConfig):
     verbose_name = "Traces"
 
     def ready(self):
-        from traces import timezones  # noqa: F401  (remembers the chosen zone at login)
+        from traces import retention, timezones  # noqa: F401  (timezones: remembers the zone)
+
+        checks.register(retention.check_rollup_retention)
+        checks.register(retention.check_project_retention, checks.Tags.database)

@@ -13,6 +13,7 @@ exceptions arrive here unwrapped next to Django's wrapped ones.
 from __future__ import annotations
 
 import sqlite3
+import sys
 
 from django.db import InterfaceError, OperationalError
 
@@ -40,7 +41,10 @@ def _sqlite_outage(exc: BaseException) -> bool:
 
 
 def is_outage(exc: BaseException) -> bool:
-    """True when `exc` means the database is unavailable (retry later, unchanged)."""
+    """True when `exc` means the database (or the span store) is unavailable (retry
+    later, unchanged)."""
+    if is_store_outage(exc):
+        return True
     cause = exc.__cause__
     if isinstance(exc, sqlite3.Error):
         return isinstance(exc, sqlite3.OperationalError) and _sqlite_outage(exc)
@@ -51,3 +55,21 @@ def is_outage(exc: BaseException) -> bool:
     return psycopg is not None and isinstance(
         exc, (psycopg.OperationalError, psycopg.InterfaceError)
     )
+
+
+def is_store_outage(exc: BaseException) -> bool:
+    """True when `exc` comes from a ClickHouse span store that cannot be used now
+    (traces/spanstore): unreachable, the connection cut, or the server refusing the
+    request (too many parts, memory, a timeout, read-only). The store's values are typed
+    client-side, so what the server refuses is not a bad row: retrying later is right.
+    Errors raised before anything is sent (DataError, ProgrammingError: a value that
+    does not fit its column) are not outages."""
+    if isinstance(exc, OSError):  # socket errors, refused connections, timeouts
+        return True
+    # Only loaded when a ClickHouse store is in use: nothing else can raise these.
+    ch = sys.modules.get("clickhouse_connect.driver.exceptions")
+    if ch is None:
+        return False
+    if isinstance(exc, (ch.OperationalError, ch.InterfaceError, ch.InternalError)):
+        return True
+    return type(exc) is ch.DatabaseError  # an error answered by the server

@@ -2,8 +2,9 @@
 
 The write path, in order:
 
-1. validate each span (ids, times); a span that cannot be stored is rejected on its own
-   and reported back as OTLP partial success, the rest go on;
+1. validate each span (ids, times; a start before the project's retention window, whose
+   day may already be dropped); a span that cannot be stored is rejected on its own and
+   reported back as OTLP partial success, the rest go on;
 2. map conventions to the neutral record (`conventions.map_span`) and price it
    (`pricing.PriceBook`);
 3. insert all spans in a few multi-row statements with ON CONFLICT DO NOTHING
@@ -27,6 +28,7 @@ from decimal import Decimal
 from functools import cache
 from operator import itemgetter
 from typing import Any
+from uuid import uuid4
 
 import orjson
 from django.db import connection, transaction
@@ -35,6 +37,8 @@ from traces import conventions
 from traces.models import IngestBatch, Span, SpanStatus, Step, Trace, TraceStatus
 from traces.otlp import Limits, RawSpan, describe_limited
 from traces.pricing import PriceBook
+from traces.retention import cutoff_for, project_retention_days
+from traces.spanstore import span_store
 from traces.sql import insert_rows
 from traces.trace_merge import (
     MAX_TRACE_COST,  # noqa: F401 (the span rollups share it)
@@ -173,6 +177,10 @@ def span_batch_ingest(
         result.limited = dict(limited)
     result.limits = getattr(spans, "limits", None)
     prices = PriceBook.load()
+    # Cached in process (traces/retention.py): no query per request.
+    retention_days = project_retention_days(project_id)
+    cutoff = cutoff_for(retention_days, received_at)
+    cutoff_ns = int((cutoff - EPOCH).total_seconds()) * 10**9
 
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     summaries: dict[tuple[str, str], tuple[dict[str, Any], RawSpan, conventions.Neutral]] = {}
@@ -182,6 +190,11 @@ def span_batch_ingest(
     shared: dict[int, str] = {}
     for raw in spans:
         reason = _invalid_reason(raw)
+        if not reason and raw.start_ns < cutoff_ns:
+            reason = (
+                f"span {raw.span_id}: starts before this project's {retention_days}-day "
+                f"retention window ({cutoff:%Y-%m-%d} UTC); not stored"
+            )
         if reason:
             result.rejected += 1
             if len(result.reasons) < MAX_REJECT_REASONS:
@@ -210,6 +223,12 @@ def span_batch_ingest(
 
     if not rows:
         return result
+
+    store = span_store()
+    if store.kind != "relational":
+        return _store_batch_ingest(
+            store, project_id, rows, summaries, result, received_at, retention_days
+        )
 
     with transaction.atomic():
         # The batch tells the rollup task which spans it has not folded yet.
@@ -316,7 +335,7 @@ def _insert_spans_copy(values: list[tuple]) -> list[tuple[str, str]]:
         cursor.execute(
             f"INSERT INTO traces_span ({cols}) SELECT {cols} FROM span_stage"
             " ORDER BY trace_id, span_id"
-            " ON CONFLICT (project_id, trace_id, span_id) DO NOTHING"
+            " ON CONFLICT (project_id, trace_id, span_id, started_at) DO NOTHING"
             " RETURNING trace_id, span_id"
         )
         new = list(cursor.fetchall())
@@ -329,7 +348,8 @@ def _insert_spans_values(values: list[tuple]) -> list[tuple[str, str]]:
         table="traces_span",
         columns=SPAN_COLUMNS,
         rows=values,
-        tail="ON CONFLICT (project_id, trace_id, span_id) DO NOTHING RETURNING trace_id, span_id",
+        tail="ON CONFLICT (project_id, trace_id, span_id, started_at) DO NOTHING "
+        "RETURNING trace_id, span_id",
     )
 
 
@@ -457,3 +477,84 @@ def _insert_outcomes(project_id: int, items, received_db) -> None:
         rows=[_outcome_tuple(rows[k]) for k in sorted(rows)],
         tail="ON CONFLICT (project_id, trace_id, kind, name) DO NOTHING",
     )
+
+
+# ------------------------------------------------------------------ ClickHouse span store
+
+
+def _store_batch_ingest(
+    store,
+    project_id: int,
+    rows: dict[tuple[str, str], dict[str, Any]],
+    summaries: dict,
+    result: IngestResult,
+    received_at: datetime,
+    retention_days: int,
+) -> IngestResult:
+    """The write path when spans live in a ClickHouse span store (docs/span-store.md).
+
+    The spans go to the store first, then the relational transaction records the batch
+    (with the store's token, by which the rollups read its spans back), the trace
+    summaries and the outcomes. Only the spans the store does not hold yet are written
+    and counted, as ON CONFLICT DO NOTHING does on the relational path. If the
+    transaction fails, the batch's copies are discarded before the error goes on (the
+    caller answers 503 and the exporter retries): copies nobody counted must not stay
+    "first" and swallow the retry.
+    """
+    keys = sorted(rows)
+    starts = [summaries[k][1].start_ns for k in keys]
+    existing = store.existing_keys(
+        project_id, keys, ns_to_datetime(min(starts)), ns_to_datetime(max(starts))
+    )
+    new_keys = [k for k in keys if k not in existing]
+    result.stored = len(new_keys)
+    result.duplicates = len(rows) - len(new_keys)
+    if not new_keys:
+        return result
+    token = uuid4().hex
+    spans = []
+    for key in new_keys:
+        raw = summaries[key][1]
+        # The relational rows hold database-adapted times (text on SQLite): real ones here.
+        spans.append(
+            rows[key]
+            | {
+                "started_at": ns_to_datetime(raw.start_ns),
+                "ended_at": ns_to_datetime(raw.end_ns),
+                "received_at": received_at,
+            }
+        )
+    try:
+        store.insert_spans(project_id, spans, token, retention_days=retention_days)
+        with transaction.atomic():
+            IngestBatch.objects.create(
+                project_id=project_id,
+                received_at=received_at,
+                span_count=len(new_keys),
+                token=token,
+            )
+            received_db = connection.ops.adapt_datetimefield_value(received_at)
+            new_items = [summaries[k] for k in new_keys]
+            traces = _trace_summaries(new_items)
+            if traces:
+                _upsert_traces(project_id, traces, received_db)
+            _insert_outcomes(project_id, new_items, received_db)
+    except BaseException:
+        # Also after a failed insert: the server may have stored it and lost the answer.
+        _store_discard(store, project_id, token)
+        raise
+    return result
+
+
+def _store_discard(store, project_id: int, token: str) -> None:
+    try:
+        store.discard_batch(project_id, token)
+    except Exception:
+        # The store is down too. Its copies (if any) stay, uncounted, and hide these
+        # spans from the exporter's retry: said loudly, it cannot be repaired from here.
+        logger.exception(
+            "span store: batch %s of project %s not discarded after a failed ingest; "
+            "its spans may be stored but not counted",
+            token,
+            project_id,
+        )

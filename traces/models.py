@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -11,6 +12,13 @@ class Project(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
+    retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Days of spans and traces kept (whole UTC days before today); blank: "
+        "the SPAN_RETENTION_DAYS setting. Rollups follow ROLLUP_RETENTION_DAYS.",
+    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
     )
@@ -138,9 +146,12 @@ def money_field(**kwargs) -> models.DecimalField:
 class Span(models.Model):
     """One span as received, mapped to the neutral record (see docs/semconv-mapping.md).
 
-    Unique on (project, trace_id, span_id): ingestion inserts with ON CONFLICT DO
-    NOTHING, so a re-sent batch stores nothing twice. There is deliberately no foreign
-    key to Trace: spans arrive before their trace summary exists.
+    Unique on (project, trace_id, span_id, started_at): ingestion inserts with ON CONFLICT
+    DO NOTHING, so a re-sent batch stores nothing twice. The start is part of the key
+    because on PostgreSQL the table is partitioned by it (traces/partitions.py) and a
+    unique index there must hold the partition key; a span is re-sent with its own start.
+    There is deliberately no foreign key to Trace: spans arrive before their trace
+    summary exists.
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
@@ -195,7 +206,8 @@ class Span(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["project", "trace_id", "span_id"], name="span_unique_per_project"
+                fields=["project", "trace_id", "span_id", "started_at"],
+                name="span_unique_per_project_start",
             ),
         ]
         indexes = [
@@ -367,6 +379,12 @@ class IngestBatch(models.Model):
     failed_at = models.DateTimeField(null=True, blank=True, help_text="First failed fold")
     retry_at = models.DateTimeField(
         null=True, blank=True, help_text="Not claimed before this time (quarantined)"
+    )
+    token = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="The batch's token in the ClickHouse span store (empty on the relational one)",
     )
 
     class Meta:

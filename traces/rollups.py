@@ -15,8 +15,9 @@ Cost, tokens and counts of model calls are attributed to the span's own agent an
 versions when it has them, else to its trace's (LLM spans of most clients carry no
 agent name). Run counts and run latency come from root spans.
 
-`rollup_rebuild()` recomputes a project's rollups from all its spans (after a change
-of rules, or to backfill).
+`rollup_rebuild()` recomputes a project's rollups from its spans (after a change of
+rules, or to backfill), within the span retention window only: rollups of the days whose
+spans are gone are kept as they are (budgets and KPI history read them).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from operator import itemgetter
 
 import orjson
 from django.db import connection, transaction
@@ -34,7 +36,9 @@ from django.db.models import Q
 
 from traces.dberrors import is_outage
 from traces.ingest import MAX_TRACE_COST
-from traces.models import IngestBatch, Rollup, Span, SpanStatus, Step, Trace
+from traces.models import IngestBatch, Project, Rollup, Span, SpanStatus, Step, Trace
+from traces.retention import cutoff_for, default_retention_days
+from traces.spanstore import span_store
 from traces.sql import insert_rows
 
 logger = logging.getLogger(__name__)
@@ -133,6 +137,8 @@ class RollupResult:
     quarantined: int = 0
     # Projects whose rollups received spans: what a consumer of fresh spend re-reads.
     project_ids: set[int] = field(default_factory=set)
+    # A rebuild: the start of the window it recomputed (older buckets were kept).
+    since: datetime | None = None
 
 
 _SPAN_COLUMNS = (
@@ -374,7 +380,7 @@ def _fold_isolated(
     with `quarantine` the (single) batch is marked to be retried later."""
     try:
         with transaction.atomic():
-            spans = list(Span.objects.filter(batch_id__in=batch_ids).values_list(*_SPAN_COLUMNS))
+            spans = _batch_spans(batch_ids)
             rows = _apply(_fold(spans, _trace_info(spans)))
             IngestBatch.objects.filter(pk__in=batch_ids).delete()
     except Exception as exc:
@@ -414,28 +420,23 @@ def quarantined_batch_count() -> int:
     return IngestBatch.objects.filter(failed_at__isnull=False).count()
 
 
-def rollup_rebuild(*, project_id: int, chunk: int = 50_000) -> RollupResult:
-    """Recompute a project's rollups from all of its spans, in one transaction."""
+def rollup_rebuild(
+    *, project_id: int, chunk: int = 50_000, now: datetime | None = None
+) -> RollupResult:
+    """Recompute a project's rollups from its spans, in one transaction, from the start of
+    its retention window on: older buckets have no spans left to rebuild them from, so
+    they are left alone (see traces/retention.py)."""
     result = RollupResult()
+    days = Project.objects.filter(pk=project_id).values_list("retention_days", flat=True).first()
+    since = cutoff_for(days or default_retention_days(), now)
+    result.since = since
     with transaction.atomic():
         # Pending batches of the project are folded by this rebuild; drop them first
         # so they are not counted again.
         IngestBatch.objects.filter(project_id=project_id).delete()
-        Rollup.objects.filter(project_id=project_id).delete()
+        Rollup.objects.filter(project_id=project_id, bucket_start__gte=since).delete()
         acc: dict = {}
-        qs = (
-            Span.objects.filter(project_id=project_id)
-            .order_by("started_at", "pk")
-            .values_list(*_SPAN_COLUMNS)
-        )
-        buffer = []
-        for row in qs.iterator(chunk_size=chunk):
-            buffer.append(row)
-            if len(buffer) >= chunk:
-                _merge_acc(acc, _fold(buffer, _trace_info(buffer)))
-                result.spans += len(buffer)
-                buffer = []
-        if buffer:
+        for buffer in _project_span_chunks(project_id, since, chunk):
             _merge_acc(acc, _fold(buffer, _trace_info(buffer)))
             result.spans += len(buffer)
         result.rows = _apply(acc, fresh=True)
@@ -452,3 +453,59 @@ def _merge_acc(into: dict, other: dict) -> None:
             b.sums[name] += value
         Histogram.merge(b.span_latency, a.span_latency)
         Histogram.merge(b.run_latency, a.run_latency)
+
+
+# ------------------------------------------------------------------ where spans are read
+
+_span_tuple = itemgetter(*_SPAN_COLUMNS)
+
+
+def _batch_spans(batch_ids: list[int]) -> list[tuple]:
+    """The spans these (claimed) batches stored, as `_SPAN_COLUMNS` tuples.
+
+    On a ClickHouse span store a batch's spans are those whose first stored copy carries
+    its token (`batch_spans`: each span folds once, whatever was re-sent). A batch
+    without a token was recorded before the store was switched: its spans are in
+    traces_span."""
+    store = span_store()
+    if store.kind == "relational":
+        return list(Span.objects.filter(batch_id__in=batch_ids).values_list(*_SPAN_COLUMNS))
+    spans: list[tuple] = []
+    tokens: dict[int, list[str]] = defaultdict(list)
+    relational: list[int] = []
+    for pk, project_id, token in IngestBatch.objects.filter(pk__in=batch_ids).values_list(
+        "pk", "project_id", "token"
+    ):
+        if token:
+            tokens[project_id].append(token)
+        else:
+            relational.append(pk)
+    if relational:
+        spans += Span.objects.filter(batch_id__in=relational).values_list(*_SPAN_COLUMNS)
+    for project_id, project_tokens in sorted(tokens.items()):
+        rows = store.batch_spans(project_id, project_tokens, columns=_SPAN_COLUMNS)
+        spans += map(_span_tuple, rows)
+    return spans
+
+
+def _project_span_chunks(project_id: int, since: datetime, chunk: int):
+    """A project's spans from `since` on, as lists of `_SPAN_COLUMNS` tuples. On a
+    ClickHouse span store, also what traces_span still holds from before the switch."""
+    qs = (
+        Span.objects.filter(project_id=project_id, started_at__gte=since)
+        .order_by("started_at", "pk")
+        .values_list(*_SPAN_COLUMNS)
+    )
+    buffer = []
+    for row in qs.iterator(chunk_size=chunk):
+        buffer.append(row)
+        if len(buffer) >= chunk:
+            yield buffer
+            buffer = []
+    if buffer:
+        yield buffer
+    store = span_store()
+    if store.kind == "relational":
+        return
+    for rows in store.project_spans(project_id, since, columns=_SPAN_COLUMNS, chunk=chunk):
+        yield [_span_tuple(row) for row in rows]

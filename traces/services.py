@@ -87,8 +87,10 @@ def ingest_key_authenticate(*, secret: str) -> KeyMatch | None:
 
 
 @transaction.atomic
-def project_create(*, slug: str, name: str = "", admins=()) -> Project:
-    project = Project.objects.create(slug=slug, name=name or slug)
+def project_create(
+    *, slug: str, name: str = "", admins=(), retention_days: int | None = None
+) -> Project:
+    project = Project.objects.create(slug=slug, name=name or slug, retention_days=retention_days)
     for user in admins:
         Membership.objects.create(project=project, user=user, role=Membership.Role.ADMIN)
     return project

@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from traces.partitions import enforce_retention as _enforce_retention
 from traces.rollups import rollup_pending
 
 
@@ -15,4 +16,17 @@ def rollup_spans() -> dict:
         "rows": result.rows,
         "quarantined": result.quarantined,
         "project_ids": sorted(result.project_ids),
+    }
+
+
+@shared_task(ignore_result=True)
+def enforce_retention() -> dict:
+    """Span partitions ahead, then what is past retention dropped or deleted
+    (traces/partitions.py). Idempotent; hourly in the beat schedule."""
+    report = _enforce_retention()
+    return {
+        "created": report.created,
+        "dropped": [name for name, _ in report.dropped],
+        "skipped": report.skipped,
+        "deleted": report.rows - sum(n for _, n in report.dropped),
     }

@@ -13,6 +13,7 @@ from django.db import connection
 from tests.factories import agent_run, llm_attrs, new_span_id, new_trace_id, raw_span
 from traces.ingest import span_batch_ingest
 from traces.models import ModelPriceOverride, Span, Trace
+from traces.retention import project_retention_days
 
 pytestmark = pytest.mark.django_db
 
@@ -267,6 +268,8 @@ def test_ingest_costs_a_constant_number_of_queries(project, django_assert_max_nu
     spans = []
     for _ in range(40):
         spans += agent_run(project=project, start=T0, tools=3, store=False)[1]
+    # The project's retention is read once a minute per process, not per request.
+    project_retention_days(project.pk)
     # overrides, batch row, staging table, COPY, insert, trace upsert (+ SQLite: fewer)
     with django_assert_max_num_queries(7):
         span_batch_ingest(project_id=project.pk, spans=small)

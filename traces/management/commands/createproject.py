@@ -27,8 +27,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--key-name", default="default", help="Label of the ingest key (default: default)"
         )
+        parser.add_argument(
+            "--retention-days",
+            type=int,
+            default=None,
+            metavar="DAYS",
+            help="Days of spans kept, 1..3650 (default: the SPAN_RETENTION_DAYS setting)",
+        )
 
-    def handle(self, *args, slug, name, admin, key_name, **options):
+    def handle(self, *args, slug, name, admin, key_name, retention_days=None, **options):
+        if retention_days is not None and not 1 <= retention_days <= 3650:
+            raise CommandError("--retention-days must be between 1 and 3650.")
         try:
             validate_slug(slug)
         except ValidationError:
@@ -43,7 +52,7 @@ class Command(BaseCommand):
             except User.DoesNotExist:
                 raise CommandError(f"No user named {username!r}.") from None
         try:
-            project = project_create(slug=slug, name=name)
+            project = project_create(slug=slug, name=name, retention_days=retention_days)
         except IntegrityError:
             raise CommandError(
                 f"A project {slug!r} exists already. Create another key in the admin."

@@ -10,12 +10,15 @@ class Command(BaseCommand):
     help = (
         "Fold spans received since the last run into the 15-minute rollups, once, now "
         "(the same work the periodic task does). --rebuild recomputes a project's "
-        "rollups from all its spans."
+        "rollups from its spans within its span retention window; rollups of older days, "
+        "whose spans retention has removed, are kept as they are."
     )
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--rebuild", metavar="PROJECT", help="Recompute this project's rollups from scratch"
+            "--rebuild",
+            metavar="PROJECT",
+            help="Recompute this project's rollups within its span retention window",
         )
 
     def handle(self, *args, rebuild=None, **options):
@@ -31,3 +34,8 @@ class Command(BaseCommand):
             f"Folded {result.spans} spans from {result.batches} batches into "
             f"{result.rows} rollup rows in {time.perf_counter() - started:.2f} s."
         )
+        if result.since is not None:
+            self.stdout.write(
+                f"Rebuilt from {result.since:%Y-%m-%d} UTC on (the span retention window); "
+                "older rollups kept."
+            )

@@ -1,0 +1,318 @@
+"""Span partitions ahead of time, and retention enforced (traces/retention.py says how long).
+
+PostgreSQL: `traces_span` is partitioned by `started_at` (migration 0011): one partition a
+UTC day (`traces_span_pYYYYMMDD`), the table from before the migration as one partition
+(`traces_span_legacy`, everything before the migration day + 1), and a DEFAULT partition
+for what no partition covers (clock skew, the far future, a day whose partition is not
+made yet). `ensure_partitions()` creates the days from today to SPAN_PARTITION_AHEAD_DAYS
+ahead, and any day of the retention window whose spans sit in DEFAULT; those rows move into
+the new partition in the same transaction.
+
+`enforce_retention()`:
+
+1. folds pending ingest batches into the rollups first, so no span goes uncounted;
+2. PostgreSQL: drops every partition that ends at or before the cutoff of the project with
+   the longest retention: a whole day goes at the cost of a catalog change;
+3. deletes, in batches of RETENTION_DELETE_BATCH rows (one committed statement each), the
+   spans older than each project's own cutoff (projects with a shorter retention than the
+   longest; the DEFAULT and legacy partitions; every span on SQLite);
+4. the same for trace summaries (by start), outcomes (past the cutoff and whose run's
+   summary is gone) and what other apps registered as span-scoped;
+5. rollups, and what is registered as rollup-scoped, past ROLLUP_RETENTION_DAYS.
+
+Dropping a partition takes a short exclusive lock on `traces_span`; it waits at most
+LOCK_TIMEOUT for running ingest transactions, else this run skips it and the next takes
+it. Everything here is idempotent: a run killed half-way leaves nothing to repair.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, connection, models, transaction
+
+from traces import retention
+from traces.models import Outcome, Project, Rollup, Span, Trace
+
+logger = logging.getLogger(__name__)
+
+TABLE = Span._meta.db_table
+DEFAULT_PARTITION = f"{TABLE}_default"
+LOCK_TIMEOUT = "5s"
+_BOUND = re.compile(r"FROM \((.+?)\) TO \((.+?)\)")
+
+
+@dataclass
+class Partition:
+    name: str
+    lo: datetime | None  # None: MINVALUE
+    hi: datetime | None  # None: MAXVALUE
+    is_default: bool = False
+
+    def overlaps(self, lo: datetime, hi: datetime) -> bool:
+        if self.is_default:
+            return False
+        return (self.lo is None or self.lo < hi) and (self.hi is None or lo < self.hi)
+
+
+@dataclass
+class RetentionReport:
+    dry_run: bool = False
+    created: list[str] = field(default_factory=list)
+    dropped: list[tuple[str, int]] = field(default_factory=list)  # (partition, rows)
+    skipped: list[str] = field(default_factory=list)  # partitions whose lock timed out
+    # (what, project slug or "", rows)
+    deleted: list[tuple[str, str, int]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(n for _, n in self.dropped) + sum(n for *_, n in self.deleted)
+
+    def lines(self) -> list[str]:
+        would = "would " if self.dry_run else ""
+        out = [f"{would}create partition {name}" for name in self.created]
+        about = "" if self.dry_run else "about "
+        out += [f"{would}drop partition {name} ({about}{n} spans)" for name, n in self.dropped]
+        out += [f"skipped partition {name} (locked; next run)" for name in self.skipped]
+        out += [
+            f"{would}delete {n} {what}" + (f" of project {slug}" if slug else "")
+            for what, slug, n in self.deleted
+        ]
+        return out
+
+
+def is_partitioned() -> bool:
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", [TABLE])
+        row = cursor.fetchone()
+    return bool(row and row[0] == "p")
+
+
+def _bound(value: str) -> datetime | None:
+    value = value.strip()
+    if value in ("MINVALUE", "MAXVALUE"):
+        return None
+    return datetime.fromisoformat(value.strip("'")).astimezone(UTC)
+
+
+def partitions() -> list[Partition]:
+    """The span table's partitions with their bounds (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass "
+            "ORDER BY c.relname",
+            [TABLE],
+        )
+        rows = cursor.fetchall()
+    out = []
+    for name, bound in rows:
+        if bound.strip() == "DEFAULT":
+            out.append(Partition(name, None, None, is_default=True))
+            continue
+        m = _BOUND.search(bound)
+        if m is None:  # not a range partition: leave it alone
+            continue
+        out.append(Partition(name, _bound(m.group(1)), _bound(m.group(2))))
+    return out
+
+
+def _day(d: date) -> datetime:
+    return retention.day_start(d)
+
+
+def ensure_partitions(*, now: datetime | None = None, dry_run: bool = False) -> list[str]:
+    """Create the daily partitions from today to SPAN_PARTITION_AHEAD_DAYS ahead, and the
+    days of the retention window whose spans wait in DEFAULT. Returns the names created
+    (would create, with dry_run). Does nothing on an unpartitioned table."""
+    if not is_partitioned():
+        return []
+    now = now or datetime.now(UTC)
+    today = now.astimezone(UTC).date()
+    ahead = today + timedelta(days=settings.SPAN_PARTITION_AHEAD_DAYS)
+    days = {today + timedelta(days=i) for i in range((ahead - today).days + 1)}
+    cutoffs = retention.project_cutoffs(now)
+    oldest = min(
+        (c for _, c in cutoffs.values()),
+        default=retention.cutoff_for(retention.default_retention_days(), now),
+    )
+    existing = partitions()
+    if any(p.is_default for p in existing):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT DISTINCT date_trunc('day', started_at, 'UTC') FROM {DEFAULT_PARTITION} "
+                "WHERE started_at >= %s AND started_at < %s",
+                [oldest, _day(ahead + timedelta(days=1))],
+            )
+            days.update(row[0].astimezone(UTC).date() for row in cursor.fetchall())
+    created = []
+    for day in sorted(days):
+        lo, hi = _day(day), _day(day + timedelta(days=1))
+        if any(p.overlaps(lo, hi) for p in existing):
+            continue
+        name = f"{TABLE}_p{day:%Y%m%d}"
+        if not dry_run:
+            try:
+                _create_partition(name, lo, hi)
+            except DatabaseError as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                # Its spans wait in DEFAULT meanwhile; the next run makes it.
+                logger.warning("retention: partition %s not created (locked): %s", name, exc)
+                continue
+        existing.append(Partition(name, lo, hi))
+        created.append(name)
+    return created
+
+
+def _create_partition(name: str, lo: datetime, hi: datetime) -> None:
+    """A new day, its rows taken out of DEFAULT in the same transaction (attaching it
+    checks that DEFAULT holds none of its rows any more)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Deferred foreign-key checks pending in the transaction would forbid ALTER TABLE.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        # No span may land in DEFAULT between the move and the attach (reads go on).
+        cursor.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN EXCLUSIVE MODE")
+        cursor.execute(
+            f"CREATE TABLE {name} (LIKE {TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+        )
+        cursor.execute(
+            f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE started_at >= %s "
+            f"AND started_at < %s RETURNING *) INSERT INTO {name} SELECT * FROM moved",
+            [lo, hi],
+        )
+        moved = cursor.rowcount
+        cursor.execute(
+            f"ALTER TABLE {TABLE} ATTACH PARTITION {name} FOR VALUES FROM (%s) TO (%s)",
+            [lo, hi],
+        )
+    logger.info("retention: created partition %s (%d spans moved from DEFAULT)", name, moved)
+
+
+# ------------------------------------------------------------------ enforcing
+
+
+def _delete_batched(
+    qs: models.QuerySet, *, dry_run: bool, prune: tuple[str, datetime] | None = None
+) -> int:
+    """Delete what `qs` selects, RETENTION_DELETE_BATCH rows per statement, each committed
+    on its own (no long transaction, no long lock). With dry_run, count it."""
+    if dry_run:
+        return qs.count()
+    batch = max(1, settings.RETENTION_DELETE_BATCH)
+    model = qs.model
+    table = model._meta.db_table
+    pk = model._meta.pk.column
+    inner, params = qs.order_by().values_list("pk")[:batch].query.sql_with_params()
+    where, extra = "", []
+    if prune is not None:
+        # The outer statement names the range too, so PostgreSQL prunes partitions.
+        where, extra = f"{prune[0]} < %s AND ", [prune[1]]
+    sql = f"DELETE FROM {table} WHERE {where}{pk} IN ({inner})"
+    total = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, [*extra, *params])
+            n = cursor.rowcount
+        total += n
+        if n < batch:
+            return total
+
+
+def _before(model: type[models.Model], name: str, cutoff: datetime) -> dict:
+    f = model._meta.get_field(name)
+    value = cutoff.date() if f.get_internal_type() == "DateField" else cutoff
+    return {f"{name}__lt": value}
+
+
+def _drop_partitions(cutoff: datetime, report: RetentionReport) -> None:
+    for p in partitions():
+        if p.is_default or p.hi is None or p.hi > cutoff:
+            continue
+        with connection.cursor() as cursor:
+            # Counted for the dry run; the run itself reports the planner's estimate
+            # rather than read the whole day it is about to drop.
+            if report.dry_run:
+                cursor.execute(f"SELECT count(*) FROM {p.name}")
+            else:
+                cursor.execute(
+                    "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass",
+                    [p.name],
+                )
+            rows = cursor.fetchone()[0]
+        if not report.dry_run:
+            try:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                    cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                    cursor.execute(f"ALTER TABLE {TABLE} DETACH PARTITION {p.name}")
+                    cursor.execute(f"DROP TABLE {p.name}")
+            except DatabaseError as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                logger.warning("retention: partition %s not dropped (locked): %s", p.name, exc)
+                report.skipped.append(p.name)
+                continue
+            logger.info("retention: dropped partition %s (%d spans)", p.name, rows)
+        report.dropped.append((p.name, rows))
+
+
+def enforce_retention(*, now: datetime | None = None, dry_run: bool = False) -> RetentionReport:
+    """Partitions ahead, then everything past retention dropped or deleted (see the
+    module's docstring). Returns what was done (or would be, with dry_run)."""
+    from traces.rollups import rollup_pending  # rollups imports ingest, which imports us
+
+    now = now or datetime.now(UTC)
+    report = RetentionReport(dry_run=dry_run)
+    report.created = ensure_partitions(now=now, dry_run=dry_run)
+    if not dry_run:
+        rollup_pending(max_rounds=10**6)
+    cutoffs = retention.project_cutoffs(now)
+    slugs = dict(Project.objects.values_list("pk", "slug"))
+    if is_partitioned():
+        longest = min(
+            (c for _, c in cutoffs.values()),
+            default=retention.cutoff_for(retention.default_retention_days(), now),
+        )
+        _drop_partitions(longest, report)
+
+    for project_id, (_days, cutoff) in sorted(cutoffs.items()):
+        slug = slugs.get(project_id, str(project_id))
+        steps = [
+            (
+                "spans",
+                Span.objects.filter(project_id=project_id, started_at__lt=cutoff),
+                ("started_at", cutoff),
+            ),
+            ("traces", Trace.objects.filter(project_id=project_id, started_at__lt=cutoff), None),
+            (
+                "outcomes",
+                Outcome.objects.filter(project_id=project_id, received_at__lt=cutoff).exclude(
+                    trace_id__in=Trace.objects.filter(project_id=project_id).values("trace_id")
+                ),
+                None,
+            ),
+        ]
+        for model, name in retention.span_scoped():
+            qs = model.objects.filter(project_id=project_id, **_before(model, name, cutoff))
+            steps.append((model._meta.verbose_name_plural, qs, None))
+        for what, qs, prune in steps:
+            n = _delete_batched(qs, dry_run=dry_run, prune=prune)
+            if n:
+                report.deleted.append((str(what), slug, n))
+
+    rollup_cutoff = retention.cutoff_for(retention.rollup_retention_days(), now)
+    rollups = [(Rollup, "bucket_start"), *retention.rollup_scoped()]
+    for model, name in rollups:
+        qs = model.objects.filter(**_before(model, name, rollup_cutoff))
+        n = _delete_batched(qs, dry_run=dry_run)
+        if n:
+            report.deleted.append((str(model._meta.verbose_name_plural), "", n))
+    return report
