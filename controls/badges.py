@@ -6,7 +6,8 @@ from __future__ import annotations
 from controls.approvals import OUTCOME_LABELS, approval_spans, approval_verdicts
 from controls.models import ContractCheck
 from traces.annotations import SpanBadge
-from traces.models import Span, Trace
+from traces.models import Trace
+from traces.selectors import span_list_for_trace
 
 Outcome = ContractCheck.Outcome
 CONTRACT = "Tool contract"
@@ -55,7 +56,7 @@ def approval_badges(*, trace: Trace, span_ids: list[str] | None = None) -> dict:
     """The verdict on each tool span of the trace that carries `agentops.approval.id`
     (`controls.approvals`): approved as asked, refused, or a violation. One query for the
     spans (the span's unique key starts with project, trace_id), one for the approvals."""
-    qs = Span.objects.filter(project_id=trace.project_id, trace_id=trace.trace_id)
+    qs = span_list_for_trace(trace=trace).order_by()
     if span_ids is not None:
         qs = qs.filter(span_id__in=span_ids)
     out: dict = {}

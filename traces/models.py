@@ -215,6 +215,13 @@ class Span(models.Model):
             models.Index(fields=["batch_id"], name="span_batch_idx"),
             # Rebuilding rollups and cost by time read spans by start.
             models.Index(fields=["project", "started_at"], name="span_project_started_idx"),
+            # The timeline's approval badges read a trace's approved tool calls, which are
+            # few: without it, every span of the trace is read to find them.
+            models.Index(
+                fields=["project", "trace_id"],
+                name="span_approval_idx",
+                condition=Q(attributes__has_key="agentops.approval.id"),
+            ),
         ]
 
     def __str__(self) -> str:

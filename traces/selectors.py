@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.db.models import Q, QuerySet
@@ -13,8 +13,13 @@ from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
 from traces.models import Membership, Project, Span, Trace, TraceStatus
+from traces.spanstore import span_store
 
 _CLOCK = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d")
+
+
+# How far outside its summary's bounds a trace's spans are looked for (span_list_for_trace).
+SPAN_READ_MARGIN = timedelta(days=1)
 
 
 def project_list_for_user(*, user) -> QuerySet[Project]:
@@ -193,9 +198,29 @@ def trace_find_by_id(*, user, text: str, project_slug: str = "") -> Trace | None
 
 
 def span_list_for_trace(*, trace: Trace) -> QuerySet[Span]:
-    return Span.objects.filter(project_id=trace.project_id, trace_id=trace.trace_id).order_by(
-        "started_at", "span_id"
-    )
+    """The trace's spans in traces_span (the relational store only): the timeline's
+    queries build on this QuerySet. Readers that must see any store use
+    `span_rows_for_trace`.
+
+    Bounded by the summary's start and end, widened by SPAN_READ_MARGIN: on PostgreSQL
+    the span table is partitioned by day (traces/partitions.py), and the bounds let the
+    planner read the trace's two or three days instead of probing every partition. The
+    margin covers a span committed after the summary was read (a root, say, that starts
+    before every span seen so far)."""
+    return Span.objects.filter(
+        project_id=trace.project_id,
+        trace_id=trace.trace_id,
+        started_at__gte=trace.started_at - SPAN_READ_MARGIN,
+        started_at__lte=trace.ended_at + SPAN_READ_MARGIN,
+    ).order_by("started_at", "span_id")
+
+
+def span_rows_for_trace(*, trace: Trace) -> list[Span]:
+    """The trace's spans from the span store (SPAN_STORE_URL), in start order, as unsaved
+    Span objects (no relational id). The summary's start (the earliest span's, kept
+    with LEAST on every merge) bounds the read to the trace's days on ClickHouse."""
+    rows = span_store().trace_spans(trace.project_id, trace.trace_id, start=trace.started_at)
+    return [Span(**row) for row in rows]
 
 
 def agent_names_for_projects(*, projects: QuerySet[Project]) -> list[str]:

@@ -17,22 +17,26 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections import OrderedDict
+from bisect import bisect_left
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from operator import add, itemgetter
+from itertools import accumulate, compress, filterfalse, repeat
+from operator import add, eq, itemgetter, lt, mul, sub, truediv
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import (
+    BigIntegerField,
     Count,
     DateTimeField,
     DurationField,
     ExpressionWrapper,
     F,
+    Func,
     Max,
     Min,
     QuerySet,
@@ -217,6 +221,7 @@ class SpanColumns:
     error_type: list[str]
     pk: list[int] | None = None  # primary keys, when read from the database
     nodes: list[Node] | None = None  # the Nodes these were taken from, if any
+    t0: datetime | None = None  # when the first span started, when read from the database
 
     def __len__(self) -> int:
         return len(self.span_id)
@@ -267,13 +272,91 @@ SKELETON_FIELDS = (
     "step",
     "role",
     "status",
-    "start",
     "duration_ms",
     "model",
     "tool_name",
     "error_type",
+    "start",  # an annotation: last, as Django selects it (see _values_rows)
 )
-_BY_START = itemgetter(7, 1)  # start, span_id
+_SPAN_ID = SKELETON_FIELDS.index("span_id")
+_START = SKELETON_FIELDS.index("start")
+
+
+class _Micros(Func):
+    """started_at minus the trace's start, in whole microseconds (PostgreSQL)."""
+
+    template = "(EXTRACT(EPOCH FROM (%(expressions)s)) * 1000000)::bigint"
+    arg_joiner = " - "
+    output_field = BigIntegerField()
+
+    def get_db_converters(self, connection):
+        # psycopg returns an int already; a converter would make Django copy every row.
+        return []
+
+
+def _skeleton_start(trace: Trace):
+    """A span's start as the database returns it fastest for the skeleton: on PostgreSQL
+    an integer of microseconds from the trace start (psycopg parses an integer in a
+    fraction of the time of an interval, itself a fraction of a timestamptz's); on SQLite
+    started_at (see _start_column)."""
+    if connection.vendor == "postgresql":
+        return _Micros(F("started_at"), Value(trace.started_at, output_field=DateTimeField()))
+    return F("started_at")
+
+
+def _ms_from_micros(micros: list[int]) -> list[float]:
+    """Offsets from the smallest, in milliseconds, computed as timedelta.total_seconds()
+    * 1000 computes them (the same floats as the other backends)."""
+    t0 = micros[0] if micros else 0
+    # (u - t0) / 1_000_000 * 1000 for each, in C
+    seconds = map(truediv, map(sub, micros, repeat(t0)), repeat(1_000_000))
+    return list(map(mul, seconds, repeat(1000)))
+
+
+def _values_rows(qs: QuerySet, fields: tuple[str, ...]) -> list[tuple]:
+    """The rows of qs.values_list(*fields). On PostgreSQL straight from the cursor when
+    its columns come in the order asked (annotations last) and no converter applies to
+    them, sparing Django's work per row; elsewhere (SQLite converts dates) through Django.
+    """
+    qs = qs.values_list(*fields)
+    query = qs.query
+    db = connections[qs.db]
+    if (
+        db.vendor != "postgresql"
+        or query.extra_select
+        or fields != (*query.values_select, *query.annotation_select)
+    ):
+        return list(qs)
+    compiler = query.get_compiler(using=qs.db)
+    sql, params = compiler.as_sql()
+    if any(
+        expr.get_db_converters(db) or db.ops.get_db_converters(expr)
+        for expr, _, _ in compiler.select
+    ):
+        return list(qs)
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _same_objects(values: list[str]) -> list[str]:
+    """The list with equal strings made one object: a column of a few distinct values
+    (step, role, status) read from the database holds a string object per span, and
+    every later pass would compare them byte by byte, each a cache miss."""
+    one: dict[str, str] = {}
+    return list(map(one.setdefault, values, values))
+
+
+def _columns(rows: list[tuple], width: int, chunk: int = 500) -> list[list]:
+    """The rows as `width` lists, one per column. zip(*rows) a chunk at a time: over all
+    the rows at once it would hold an iterator per row, thousands of objects that live
+    long enough for the garbage collector to promote them (and soon run a full
+    collection, tens of milliseconds in a process the size of the console's)."""
+    out: list[list] = [[] for _ in range(width)]
+    for at in range(0, len(rows), chunk):
+        for column, part in zip(out, zip(*rows[at : at + chunk], strict=True), strict=True):
+            column.extend(part)
+    return out
 
 
 def span_columns_load(*, trace: Trace) -> SpanColumns:
@@ -281,47 +364,76 @@ def span_columns_load(*, trace: Trace) -> SpanColumns:
 
     Sorted here rather than by the database: Python compares span ids as the tree does,
     and sorts 20,000 tuples faster than PostgreSQL sorts them by a collated text column.
+    Two stable sorts (span id, then start) cost half one sort by a (start, span id) key.
     """
-    rows = list(
-        span_list_for_trace(trace=trace)
-        .order_by()
-        .annotate(start=_start_column(trace))
-        .values_list(*SKELETON_FIELDS)
+    rows = _values_rows(
+        span_list_for_trace(trace=trace).order_by().annotate(start=_skeleton_start(trace)),
+        SKELETON_FIELDS,
     )
-    rows.sort(key=_BY_START)
     if not rows:
         return SpanColumns(*([] for _ in range(11)), pk=[])
-    pk, span_id, parent, name, step, role, status, start, duration, model, tool, error = (
-        list(c) for c in zip(*rows, strict=True)
+    rows.sort(key=itemgetter(_SPAN_ID))
+    rows.sort(key=itemgetter(_START))
+    pk, span_id, parent, name, step, role, status, duration, model, tool, error, start = _columns(
+        rows, len(SKELETON_FIELDS)
     )
-    t0: datetime | timedelta = start[0]
+    if isinstance(start[0], int):  # microseconds from the trace's start
+        start_ms = _ms_from_micros(start)
+        t0 = trace.started_at + timedelta(microseconds=start[0])
+    else:
+        t0 = start[0]
+        start_ms = [(s - t0).total_seconds() * 1000 for s in start]
     return SpanColumns(
         span_id=span_id,
         parent_span_id=parent,
         name=name,
-        step=step,
-        role=role,
-        status=status,
-        start_ms=[(s - t0).total_seconds() * 1000 for s in start],
+        step=_same_objects(step),
+        role=_same_objects(role),
+        status=_same_objects(status),
+        start_ms=start_ms,
         duration_ms=duration,
         model=model,
         tool_name=tool,
         error_type=error,
         pk=pk,
+        t0=t0,
     )
 
 
-def _spans_by_pk(*, trace: Trace, pks: list[int], fields: tuple[str, ...]) -> list[tuple]:
+def _start_range(t0: datetime | None, start_ms: list[float]) -> tuple[datetime, datetime] | None:
+    """Bounds of the start times of spans starting start_ms after t0, a millisecond wider
+    each way than the float offsets could be off."""
+    if t0 is None or not start_ms:
+        return None
+    return (
+        t0 + timedelta(milliseconds=min(start_ms) - 1),
+        t0 + timedelta(milliseconds=max(start_ms) + 1),
+    )
+
+
+def _spans_by_pk(
+    *,
+    trace: Trace,
+    pks: list[int],
+    fields: tuple[str, ...],
+    started: tuple[datetime, datetime] | None = None,
+) -> list[tuple]:
     """`fields` of the spans with these primary keys that belong to the trace.
 
     By primary key: the query stays an index lookup whatever the planner guesses of the
     spans of one trace (on a table not yet analyzed it scans the whole trace for a list
     of span ids). The keys come from the trace's own spans; rows of another trace (a key
-    reused after a purge) are dropped all the same.
+    reused after a purge) are dropped all the same. `started`, the bounds of the spans'
+    start times (_start_range), keeps it an index lookup on a span table partitioned by
+    start, whose primary key holds the start too: it picks the partitions, and without it
+    a planner with no statistics guesses a list of keys matches most of the table.
     """
     if not pks:
         return []
-    rows = Span.objects.filter(pk__in=pks).values_list("project_id", "trace_id", *fields)
+    qs = Span.objects.filter(pk__in=pks)
+    if started is not None:
+        qs = qs.filter(started_at__range=started)
+    rows = qs.values_list("project_id", "trace_id", *fields)
     project_id, trace_id = trace.project_id, trace.trace_id
     return [r[2:] for r in rows if r[0] == project_id and r[1] == trace_id]
 
@@ -348,14 +460,18 @@ _TEXT_FIELDS = (
 
 
 def span_texts_load(
-    *, trace: Trace, span_ids: list[str], pks: list[int] | None = None
+    *,
+    trace: Trace,
+    span_ids: list[str],
+    pks: list[int] | None = None,
+    started: tuple[datetime, datetime] | None = None,
 ) -> dict[str, SpanText]:
     """Messages and tool payloads of a few spans, in one query (by primary key when
-    `pks`, the spans' keys, is given)."""
+    `pks`, the spans' keys, is given, with `started` the bounds of their start times)."""
     if not span_ids:
         return {}
     if pks is not None:
-        rows = _spans_by_pk(trace=trace, pks=pks, fields=_TEXT_FIELDS)
+        rows = _spans_by_pk(trace=trace, pks=pks, fields=_TEXT_FIELDS, started=started)
     else:
         qs = span_list_for_trace(trace=trace).filter(span_id__in=span_ids)
         rows = list(qs.values_list(*_TEXT_FIELDS))
@@ -396,6 +512,11 @@ def tree_order(span_ids: list[str], parent_span_ids: list[str]) -> TreeOrder:
     cycle (bad data) is broken the same way, so every span is shown once.
     """
     n = len(span_ids)
+    position = dict(zip(span_ids, range(n), strict=True))
+    if len(position) == n and "" not in position:
+        order = _tree_order_unique(span_ids, parent_span_ids, position)
+        if order is not None:
+            return order
     known = set(span_ids)
     children: dict[str, list[int]] = {}
     top: list[int] = []
@@ -416,12 +537,74 @@ def tree_order(span_ids: list[str], parent_span_ids: list[str]) -> TreeOrder:
         rows, depth, parent = _walk_unique(span_ids, children, top, orphan)
     else:
         rows, depth, parent = _walk(span_ids, children, top, orphan)
-    size = [1] * len(rows)
-    for k in range(len(rows) - 1, 0, -1):
+    return TreeOrder(rows=rows, depth=depth, parent=parent, size=_sizes(parent), orphan=orphan)
+
+
+def _sizes(parent: list[int]) -> list[int]:
+    """Rows in each row's subtree, itself included, from each row's parent row (shown
+    before it)."""
+    size = [1] * len(parent)
+    for k in range(len(parent) - 1, 0, -1):
         p = parent[k]
         if p >= 0:
             size[p] += size[k]
-    return TreeOrder(rows=rows, depth=depth, parent=parent, size=size, orphan=orphan)
+    return size
+
+
+def _tree_order_unique(
+    span_ids: list[str], parent_span_ids: list[str], position: dict[str, int]
+) -> TreeOrder | None:
+    """tree_order when the span ids are unique and none is empty (the usual case), on
+    positions only; None when a parent cycle leaves spans unreached (tree_order's general
+    walk then breaks it).
+
+    No list per parent: the children of all spans are one list, grouped by parent (a
+    stable sort of the positions by their parent's), so a trace of 20,000 spans makes a
+    handful of Python objects rather than thousands for the garbage collector to track.
+    """
+    n = len(span_ids)
+    top_key = n  # the parent key of a top-level span: after every position
+    # The parent's position, or top_key: no parent, one that never arrived, or itself.
+    parent_at = list(map(position.get, parent_span_ids))
+    parent_key = list(map({None: top_key}.get, parent_at, parent_at))
+    for i in compress(range(n), map(eq, parent_key, range(n))):
+        parent_key[i] = top_key
+    # Positions by parent, the latest first within each parent: pushed on the walk's
+    # stack as they are, the earliest comes off first.
+    by_parent = sorted(range(n - 1, -1, -1), key=parent_key.__getitem__)
+    first: dict[int, int] = {}  # parent position → where its children start in by_parent
+    count = Counter(parent_key)
+    at = 0
+    for p in sorted(count):
+        first[p] = at
+        at += count[p]
+    orphan = [False] * n
+    stack = by_parent[first.get(top_key, n) :]  # the top level
+    for i in stack:
+        if parent_span_ids[i]:
+            orphan[i] = True
+    # Depth-first, iterative (a chain of thousands of nested spans must not hit the
+    # recursion limit). A span is pushed only by its parent, or as a top-level span, so
+    # each is reached once; spans in a parent cycle are not reached at all.
+    rows: list[int] = []
+    visit, pop, push, kids = rows.append, stack.pop, stack.extend, count.get
+    while stack:
+        i = pop()
+        visit(i)
+        k = kids(i)
+        if k:
+            start = first[i]
+            push(by_parent[start : start + k])
+    if len(rows) < n:
+        return None
+    row_of = dict(zip(rows, range(n), strict=True))
+    row_of[top_key] = -1  # a top-level row has no parent row
+    parent = list(map(row_of.__getitem__, map(parent_key.__getitem__, rows)))
+    depth = [0] * n
+    for row, p in enumerate(parent):
+        if p >= 0:
+            depth[row] = depth[p] + 1
+    return TreeOrder(rows=rows, depth=depth, parent=parent, size=_sizes(parent), orphan=orphan)
 
 
 def _walk(
@@ -669,53 +852,116 @@ def _chose_tools(text: SpanText | None) -> bool | None:
     return None
 
 
-def _kinds(c: SpanColumns) -> list[str]:
-    """Each span's part in the storyline: its explicit role, else llm, tool or a gate by
-    its step; "" for the spans the storyline ignores."""
-    return [
-        role
-        if role in STEP_ROLES
-        else LLM
-        if step == LLM
-        else TOOL
-        if step in _TOOLISH
-        else step
-        if step in _GATES
-        else ""
-        for step, role in zip(c.step, c.role, strict=True)
-    ]
+def _kind(step: str, role: str) -> str:
+    """A span's part in the storyline: its explicit role, else llm, tool or a gate by its
+    step; "" for the spans the storyline ignores."""
+    if role in STEP_ROLES:
+        return role
+    if step == LLM:
+        return LLM
+    if step in _TOOLISH:
+        return TOOL
+    if step in _GATES:
+        return step
+    return ""
 
 
-def _tools_after(c: SpanColumns, kinds: list[str]) -> dict[int, list[int]]:
+def _kinds(c: SpanColumns, roles: frozenset[str]) -> list[str]:
+    """Each span's _kind, looked up per distinct (step, role): a trace has a handful."""
+    if roles.isdisjoint(STEP_ROLES):  # no explicit role: the step alone decides
+        by_step = {step: _kind(step, "") for step in set(c.step)}
+        return list(map(by_step.__getitem__, c.step))
+    pairs = list(zip(c.step, c.role, strict=True))
+    by_pair = {pair: _kind(*pair) for pair in set(pairs)}
+    return list(map(by_pair.__getitem__, pairs))
+
+
+class _ToolsAfter:
     """For each model call, the tool calls that started after it and before the next one
-    (positions in the columns)."""
-    out: dict[int, list[int]] = {}
-    current = -1
-    step = c.step
-    for i, kind in enumerate(kinds):
-        if not kind:
-            continue
-        if kind == LLM or (kind == PLAN and step[i] == LLM):
-            current = i
-            out[i] = []
-        elif kind == TOOL and current >= 0:
-            out[current].append(i)
-    return out
+    (positions in the columns), as a mapping from the model call's position: get(i) is
+    None for a span that is not a model call.
+
+    Two sorted lists of positions rather than a list per model call: the lists made on
+    demand are few (the storyline shows a dozen steps), and the garbage collector tracks
+    none of them while the index is built."""
+
+    __slots__ = ("calls", "llm_kinds", "starts", "tools")
+
+    def __init__(self, c: SpanColumns, kinds: list[str]):
+        # model calls: kind llm, or an explicit plan on a model call
+        self.llm_kinds = _where(kinds, LLM)
+        self.calls = self.llm_kinds
+        if PLAN in kinds:
+            step = c.step
+            plans = [i for i in _where(kinds, PLAN) if step[i] == LLM]
+            self.calls = sorted(self.calls + plans)
+        self.tools = _where(kinds, TOOL)
+        # where each call's tools start in self.tools, the number of tool calls before
+        # it (those before the first call belong to none)
+        before = list(accumulate(map(eq, kinds, repeat(TOOL)), initial=0))
+        self.starts = list(map(before.__getitem__, self.calls))
+
+    def _range(self, k: int) -> tuple[int, int]:
+        starts = self.starts
+        return starts[k], starts[k + 1] if k + 1 < len(starts) else len(self.tools)
+
+    def get(self, i: int, default: Any = None) -> Any:
+        k = bisect_left(self.calls, i)
+        if k == len(self.calls) or self.calls[k] != i:
+            return default
+        lo, hi = self._range(k)
+        return self.tools[lo:hi]
+
+    def calls_with_tools(self) -> list[int]:
+        """The model calls some tool call followed."""
+        starts = self.starts
+        ends = [*starts[1:], len(self.tools)]
+        return list(compress(self.calls, map(lt, starts, ends)))
 
 
 @dataclass(slots=True)
 class _Spans:
-    """What the storyline reads of a trace: its spans in start order, each one's kind, and
-    the tool calls after each model call."""
+    """What the storyline reads of a trace: its spans in start order, each one's kind, the
+    tool calls after each model call, and the positions its passes look at, found once
+    (each a loop in C over the spans rather than one in Python)."""
 
     c: SpanColumns
     kinds: list[str]
-    after: dict[int, list[int]]
+    after: _ToolsAfter
+    roles: frozenset[str]  # the explicit roles the spans have ("" for none)
+    llms: list[int]  # model calls (step llm), whatever their role
+    step_kinds: list[int]  # spans whose kind is always a step (_STEP_KINDS)
+    llm_kinds: list[int]  # model calls with no role of a step (kind llm)
+    llm_steps: list[int]  # those shown as steps when no text says otherwise
 
     @classmethod
     def of(cls, c: SpanColumns) -> _Spans:
-        kinds = _kinds(c)
-        return cls(c=c, kinds=kinds, after=_tools_after(c, kinds))
+        roles = frozenset(c.role)
+        kinds = _kinds(c, roles)
+        after = _ToolsAfter(c, kinds)
+        llm_kinds = after.llm_kinds
+        followed = after.calls_with_tools()
+        if roles.isdisjoint(STEP_ROLES):  # the model calls are exactly the llm kinds
+            llm_steps = followed
+        else:
+            role, followed_set = c.role, set(followed)
+            llm_steps = [i for i in llm_kinds if role[i] == PLAN or i in followed_set]
+        return cls(
+            c=c,
+            kinds=kinds,
+            after=after,
+            roles=roles,
+            llms=_where(c.step, LLM),
+            step_kinds=list(compress(range(len(kinds)), map(_STEP_KINDS.__contains__, kinds))),
+            llm_kinds=llm_kinds,
+            llm_steps=llm_steps,
+        )
+
+    def with_role(self, roles: frozenset[str]) -> list[int]:
+        """Positions of the spans whose role is one of `roles`."""
+        if self.roles.isdisjoint(roles):
+            return []
+        return list(compress(range(len(self.c)), map(roles.__contains__, self.c.role)))
 
 
 def _root(c: SpanColumns, root_span_id: str) -> int | None:
@@ -730,14 +976,12 @@ def _root(c: SpanColumns, root_span_id: str) -> int | None:
 
 
 def _final_llm(
-    s: _Spans, llms: list[int], texts: dict[str, SpanText], after: dict[int, list[int]]
+    s: _Spans, llms: list[int], texts: dict[str, SpanText], after: _ToolsAfter
 ) -> int | None:
     """The model call that gave the final answer: the last that stopped without tools."""
     span_id = s.c.span_id
-    for i in reversed(llms):
-        t = texts.get(span_id[i])
-        if t is None:
-            continue
+    for i in reversed(_having(llms, span_id, texts)):
+        t = texts[span_id[i]]
         reasons = {r.lower() for r in t.messages.finish_reasons}
         if reasons & STOP_FINISH_REASONS or _chose_tools(t) is False:
             return i
@@ -748,24 +992,36 @@ def _final_llm(
 
 def _step_rows(s: _Spans, texts: dict[str, SpanText], exclude: set[str]) -> list[int]:
     """The spans shown as steps, in start order: plans (model calls that chose tools),
-    tool calls, results and gates."""
-    c, after = s.c, s.after
-    span_id, role = c.span_id, c.role
-    steps = []
-    for i, kind in enumerate(s.kinds):
-        if not kind:
-            continue
-        if kind in _STEP_KINDS:
-            if span_id[i] not in exclude:
-                steps.append(i)
-        elif kind == LLM and span_id[i] not in exclude:
-            if role[i] == PLAN:
-                steps.append(i)
-                continue
-            recorded = _chose_tools(texts.get(span_id[i]))
-            if recorded if recorded is not None else bool(after.get(i)):
-                steps.append(i)
-    return steps
+    tool calls, results and gates, but not those in `exclude`.
+
+    A model call is a plan when its recorded output asks for tools, else (nothing
+    recorded) when tool calls followed it; `texts` holds a few spans, so only the model
+    calls among them are looked at one by one.
+    """
+    c = s.c
+    span_id = c.span_id
+    steps = s.step_kinds
+    llm = s.llm_steps
+    if exclude:
+        excluded = set(_having(steps, span_id, exclude))
+        steps = list(filterfalse(excluded.__contains__, steps))
+    if texts or exclude:
+        looked = _having(s.llm_kinds, span_id, exclude.union(texts))
+        if looked:
+            role, after = c.role, s.after
+            chosen = []
+            for i in looked:
+                if span_id[i] in exclude:
+                    continue
+                if role[i] == PLAN:
+                    chosen.append(i)
+                    continue
+                recorded = _chose_tools(texts.get(span_id[i]))
+                if recorded if recorded is not None else bool(after.get(i)):
+                    chosen.append(i)
+            dropped = set(looked)
+            llm = [*filterfalse(dropped.__contains__, llm), *chosen]
+    return sorted(steps + llm)
 
 
 Group = list[int]  # positions of consecutive steps shown as one beat
@@ -810,9 +1066,9 @@ def _storyline_rows(s: _Spans, *, root_span_id: str) -> list[int]:
     root = _root(c, root_span_id)
     if root is not None:
         rows.append(root)
-    llms = [i for i, step in enumerate(c.step) if step == LLM]
+    llms = s.llms
     rows += llms[:1] + llms[-3:]
-    roled = [i for i, role in enumerate(c.role) if role in _INTENT_FINAL]
+    roled = s.with_role(_INTENT_FINAL)
     rows += roled[:2] + roled[-2:]
     head, _, tail = _shown(s, _step_rows(s, {}, set()))
     status = c.status
@@ -889,14 +1145,16 @@ def _storyline(
     s: _Spans, *, texts: dict[str, SpanText], root_span_id: str, trace_status: str
 ) -> Storyline:
     c = s.c
-    role, step = c.role, c.step
+    role = c.role
     root_row = _root(c, root_span_id)
     root = c.node(root_row) if root_row is not None else None
-    llms = [i for i, st in enumerate(step) if st == LLM and (not role[i] or role[i] == PLAN)]
+    llms = s.llms
+    if not s.roles <= {"", PLAN}:
+        llms = [i for i in llms if not role[i] or role[i] == PLAN]
 
     # ---- intent
     intent: Beat | None = None
-    if INTENT in role:
+    if INTENT in s.roles:
         n = c.node(role.index(INTENT))
         t = texts.get(n.span_id)
         text = ""
@@ -922,15 +1180,16 @@ def _storyline(
 
     # ---- final
     final: Beat | None = None
-    finals = [i for i, r in enumerate(role) if r == FINAL]
-    steps_exclude = {c.span_id[i] for i, r in enumerate(role) if r in _INTENT_FINAL}
+    finals = s.with_role(frozenset({FINAL}))
+    steps_exclude = {c.span_id[i] for i in s.with_role(_INTENT_FINAL)}
     if finals:
         n = c.node(finals[-1])
         t = texts.get(n.span_id)
         text = (_last_message(t.messages.output) or t.tool_result) if t else ""
         final = Beat(kind=FINAL, span_id=n.span_id, title=n.name, text=_clip(text, 600))
     else:
-        found = _final_llm(s, [i for i in llms if role[i] != PLAN], texts, s.after)
+        unplanned = [i for i in llms if role[i] != PLAN] if PLAN in s.roles else llms
+        found = _final_llm(s, unplanned, texts, s.after)
         n = c.node(found) if found is not None else None
         t = texts.get(n.span_id) if n else None
         text = _last_message(t.messages.output) if t else ""
@@ -953,7 +1212,7 @@ def _storyline(
     beats = [_group_beat(s, g, texts) for g in head]
     if hidden:
         status = c.status
-        errors = sum(1 for i in hidden if status[i] == ERROR)
+        errors = sum(map(eq, map(status.__getitem__, hidden), repeat(ERROR)))
         title = f"{len(hidden):,} more steps" + (f", {errors:,} with errors" if errors else "")
         beats.append(Beat(kind="gap", hidden=len(hidden), errors=errors, title=title))
     beats += [_group_beat(s, g, texts) for g in tail]
@@ -1036,17 +1295,29 @@ class TimelineIndex:
     storyline: Storyline
     orphan_count: int
     pks: list[int] | None = None  # each row's primary key, when read from the database
+    t0: datetime | None = None  # when the first span started, when read from the database
 
     @property
     def count(self) -> int:
         return len(self.span_ids)
 
 
+def _having(positions: list[int], span_id: list[str], ids: set[str] | dict[str, Any]) -> list[int]:
+    """The positions whose span id is one of `ids` (a set or dict), in their order."""
+    return list(compress(positions, map(ids.__contains__, map(span_id.__getitem__, positions))))
+
+
+def _where(values: list, value: Any) -> list[int]:
+    """Positions of `value` in `values` (a loop in C rather than in Python)."""
+    return list(compress(range(len(values)), map(eq, values, repeat(value))))
+
+
 def _slow_rows(size: list[int], duration_ms: list[float]) -> list[int]:
-    leaves = [i for i, s in enumerate(size) if s == 1]
+    leaves = _where(size, 1)
     if not leaves:
         return []
-    leaves.sort(key=lambda i: -duration_ms[i])
+    # Longest first; a stable sort, so ties stay in row order.
+    leaves.sort(key=duration_ms.__getitem__, reverse=True)
     median = duration_ms[leaves[len(leaves) // 2]]
     top = leaves[: max(1, math.ceil(SLOW_SHARE * len(leaves)))]
     return [i for i in top if duration_ms[i] > median]
@@ -1067,12 +1338,11 @@ def _density(
         return out
     scale = bins / total_ms if total_ms > 0 else 0.0
     last = bins - 1
-    for start, error in zip(start_ms, errors, strict=True):
-        b = int(start * scale)
-        cell = out[b if b < last else last]
-        cell[0] += 1
-        if error:
-            cell[1] += 1
+    if len(errors) != len(start_ms):
+        raise ValueError("start_ms and errors differ in length")
+    for column, starts in ((0, start_ms), (1, list(compress(start_ms, errors)))):
+        for b, count in Counter(map(int, map(scale.__mul__, starts))).items():
+            out[b if b < last else last][column] += count
     return out
 
 
@@ -1093,10 +1363,11 @@ def _index_make(
     missing: dict[int, str],
     storyline: Storyline,
     pks: list[int] | None = None,
+    t0: datetime | None = None,
 ) -> TimelineIndex:
     """A TimelineIndex from its rows' columns, in display order."""
     total = max(map(add, start_ms, duration_ms), default=0.0)
-    flags = [FLAG_ERROR if e else 0 for e in errors]
+    flags = list(map(FLAG_ERROR.__mul__, errors))  # FLAG_ERROR or 0
     for i in missing:
         flags[i] |= FLAG_ORPHAN
     slow = _slow_rows(size, duration_ms)
@@ -1117,6 +1388,7 @@ def _index_make(
         storyline=storyline,
         orphan_count=len(missing),
         pks=pks,
+        t0=t0,
     )
 
 
@@ -1141,19 +1413,26 @@ def _index_load(*, trace: Trace) -> TimelineIndex:
     c = span_columns_load(trace=trace)
     order = tree_order(c.span_id, c.parent_span_id)
     rows, orphan = order.rows, order.orphan
-    span_id, parent_id, status, pk = c.span_id, c.parent_span_id, c.status, c.pk or []
-    start_ms, duration_ms = c.start_ms, c.duration_ms
+
+    def shown(column: list) -> list:  # the column in display order
+        return list(map(column.__getitem__, rows))
+
+    missing = {}
+    if True in orphan:
+        parent_id = c.parent_span_id
+        missing = {row: parent_id[i] for row, i in enumerate(rows) if orphan[i]}
     return _index_make(
-        span_ids=[span_id[i] for i in rows],
+        span_ids=shown(c.span_id),
         depth=order.depth,
         parent=order.parent,
         size=order.size,
-        start_ms=[start_ms[i] for i in rows],
-        duration_ms=[duration_ms[i] for i in rows],
-        errors=[status[i] == ERROR for i in rows],
-        missing={row: parent_id[i] for row, i in enumerate(rows) if orphan[i]},
+        start_ms=shown(c.start_ms),
+        duration_ms=shown(c.duration_ms),
+        errors=list(map(eq, shown(c.status), repeat(ERROR))),
+        missing=missing,
         storyline=_storyline_of(trace=trace, c=c),
-        pks=[pk[i] for i in rows],
+        pks=shown(c.pk or []),
+        t0=c.t0,
     )
 
 
@@ -1164,6 +1443,7 @@ def _storyline_of(*, trace: Trace, c: SpanColumns) -> Storyline:
         trace=trace,
         span_ids=[c.span_id[i] for i in rows],
         pks=None if c.pk is None else [c.pk[i] for i in rows],
+        started=_start_range(c.t0, [c.start_ms[i] for i in rows]),
     )
     return _storyline(s, texts=texts, root_span_id=trace.root_span_id, trace_status=trace.status)
 
@@ -1236,7 +1516,10 @@ def timeline_rows(*, trace: Trace, index: TimelineIndex, offset: int, limit: int
     if ids:
         if index.pks is not None:
             found = _spans_by_pk(
-                trace=trace, pks=index.pks[offset : offset + limit], fields=ROW_FIELDS
+                trace=trace,
+                pks=index.pks[offset : offset + limit],
+                fields=ROW_FIELDS,
+                started=_start_range(index.t0, index.start_ms[offset : offset + limit]),
             )
         else:
             found = (
