@@ -10,6 +10,12 @@ from two queries whatever the trace size:
 
 A span's full attributes, events and messages are read only when it is selected
 (`span_detail`, one span at a time).
+
+Spans are read from `traces_span` (QuerySets on `span_list_for_trace`, by primary key
+once the trace's index knows them) or, when SPAN_STORE_URL names ClickHouse, from the
+span store: each read branches once (`_clickhouse()`) and answers the same tuples. A
+ClickHouse row has no primary key; the few spans a read wants are found by their start
+times (the sort key's days) and kept by span id (one row per span there, after FINAL).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,7 +53,8 @@ from django.db.models import (
 from traces import display
 from traces.annotations import SpanBadge, span_badges
 from traces.models import STEP_ROLES, CostSource, Project, Span, SpanStatus, Step, StepRole, Trace
-from traces.selectors import span_list_for_trace
+from traces.selectors import SPAN_READ_MARGIN, span_list_for_trace
+from traces.spanstore import span_store
 from traces.timeline_messages import Messages, extract_messages
 
 # Columns the waterfall and the storyline's structure need; nothing unbounded.
@@ -131,6 +138,116 @@ class Node:
         return self.input_tokens + self.output_tokens
 
 
+# ------------------------------------------------------------------ the span store
+
+# A span's fields as the span store answers them (a traces.Span without its relational id).
+# span_id first, as _ch_spans_of reads it.
+CH_SPAN_FIELDS = (
+    "span_id",
+    *(f.attname for f in Span._meta.concrete_fields if f.attname not in ("id", "span_id")),
+)
+# A ClickHouse read of a few spans by start time is cut into ranges of their starts
+# where the spans between two of them are more than the read could skip cheaply (a query
+# costs about as much as reading this many spans' columns: fewer when they hold JSON),
+# and into at most CH_READ_RANGES ranges, cut at the widest gaps.
+CH_READ_RANGES = 4
+CH_SPARE_ROWS = 2000
+CH_SPARE_TEXTS = 200
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def _clickhouse():
+    """The ClickHouse span store when SPAN_STORE_URL names one; None for traces_span,
+    whose reads stay the QuerySets below (the setting is checked first: the relational
+    path builds no store object)."""
+    if not settings.SPAN_STORE_URL:
+        return None
+    store = span_store()
+    return store if store.kind == "clickhouse" else None
+
+
+def _ch_trace_rows(
+    store,
+    trace: Trace,
+    fields: tuple[str, ...],
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[tuple]:
+    """`fields` of the trace's spans in ClickHouse (one row per span, in start order)
+    as tuples; between start and end, by default the summary's bounds widened by
+    SPAN_READ_MARGIN as span_list_for_trace reads them (the days of the sort key)."""
+    rows = store.trace_spans(
+        trace.project_id,
+        trace.trace_id,
+        trace.started_at - SPAN_READ_MARGIN if start is None else start,
+        trace.ended_at + SPAN_READ_MARGIN if end is None else end,
+        columns=list(fields),
+    )
+    get = itemgetter(*fields)
+    return list(map(get, rows))
+
+
+@dataclass(slots=True)
+class _ByStart:
+    """Where a few spans of a trace are in ClickHouse: when its first span started, their
+    offsets from it, and (when known) every span's offset in start order, to count the
+    spans a range would read for nothing."""
+
+    t0: datetime
+    wanted_ms: list[float]
+    all_ms: list[float] | None = None
+
+
+def _by_start(
+    t0: datetime | None, wanted_ms: list[float], all_ms: list[float] | None = None
+) -> _ByStart | None:
+    return None if t0 is None or not wanted_ms else _ByStart(t0, wanted_ms, all_ms)
+
+
+def _ch_ranges(by: _ByStart, spare: int) -> list[tuple[datetime, datetime]]:
+    """The ranges of start times a read of the wanted spans asks for (see CH_READ_RANGES),
+    each a millisecond wider each way than the float offsets could be off."""
+    w = sorted(set(by.wanted_ms))
+    if by.all_ms is None:  # cut at the longest pauses
+        cost = [w[k] - w[k - 1] for k in range(1, len(w))]
+    else:  # cut where more than `spare` spans started in between
+        all_ms = by.all_ms
+        cost = [
+            bisect_left(all_ms, w[k] - 1) - bisect_right(all_ms, w[k - 1] + 1)
+            for k in range(1, len(w))
+        ]
+    gaps = [k for k in range(1, len(w)) if by.all_ms is None or cost[k - 1] > spare]
+    gaps.sort(key=lambda k: cost[k - 1], reverse=True)
+    out, lo, t0 = [], 0, by.t0
+    for k in [*sorted(gaps[: CH_READ_RANGES - 1]), len(w)]:
+        out.append(
+            (t0 + timedelta(milliseconds=w[lo] - 1), t0 + timedelta(milliseconds=w[k - 1] + 1))
+        )
+        lo = k
+    return out
+
+
+def _ch_spans_of(
+    store,
+    trace: Trace,
+    span_ids: list[str],
+    by: _ByStart | None,
+    fields: tuple[str, ...],
+    spare: int = CH_SPARE_ROWS,
+) -> list[tuple]:
+    """`fields` (span_id first) of these spans of the trace in ClickHouse, whose rows
+    have no primary key: read by their start times when known (`by`, see _ch_ranges),
+    else over the trace's bounds, and kept by span id (once each)."""
+    wanted = set(span_ids)
+    found: dict[str, tuple] = {}
+    ranges = [(None, None)] if by is None else _ch_ranges(by, spare)
+    for lo, hi in ranges:
+        for row in _ch_trace_rows(store, trace, fields, lo, hi):
+            if row[0] in wanted:
+                found.setdefault(row[0], row)
+    return list(found.values())
+
+
 # ------------------------------------------------------------------ loading
 
 
@@ -152,13 +269,25 @@ def _start_column(trace: Trace):
 
 def span_nodes_load(*, trace: Trace) -> list[Node]:
     """Every span of the trace as a Node, in start order, timed from the first span."""
-    rows = list(
-        span_list_for_trace(trace=trace)
-        .annotate(start=_start_column(trace))
-        .values_list(*WATERFALL_FIELDS)
-    )
+    return _nodes_load(trace=trace)[0]
+
+
+_WATERFALL_CH = tuple("started_at" if f == "start" else f for f in WATERFALL_FIELDS)
+
+
+def _nodes_load(*, trace: Trace) -> tuple[list[Node], datetime | None]:
+    """span_nodes_load, and when the first span started if read from ClickHouse."""
+    store = _clickhouse()
+    if store is not None:
+        rows = _ch_trace_rows(store, trace, _WATERFALL_CH)
+    else:
+        rows = list(
+            span_list_for_trace(trace=trace)
+            .annotate(start=_start_column(trace))
+            .values_list(*WATERFALL_FIELDS)
+        )
     if not rows:
-        return []
+        return [], None
     t0: datetime | timedelta = min(r[6] for r in rows)
     nodes = []
     for (
@@ -197,7 +326,7 @@ def span_nodes_load(*, trace: Trace) -> list[Node]:
                 error_type=error_type,
             )
         )
-    return nodes
+    return nodes, t0 if store is not None else None
 
 
 @dataclass(slots=True)
@@ -280,6 +409,8 @@ SKELETON_FIELDS = (
 )
 _SPAN_ID = SKELETON_FIELDS.index("span_id")
 _START = SKELETON_FIELDS.index("start")
+# The same from ClickHouse, without the primary key (its rows have none).
+_SKELETON_CH = tuple("started_at" if f == "start" else f for f in SKELETON_FIELDS[1:])
 
 
 class _Micros(Func):
@@ -366,10 +497,14 @@ def span_columns_load(*, trace: Trace) -> SpanColumns:
     and sorts 20,000 tuples faster than PostgreSQL sorts them by a collated text column.
     Two stable sorts (span id, then start) cost half one sort by a (start, span id) key.
     """
-    rows = _values_rows(
-        span_list_for_trace(trace=trace).order_by().annotate(start=_skeleton_start(trace)),
-        SKELETON_FIELDS,
-    )
+    store = _clickhouse()
+    if store is not None:  # no primary keys: the rows' are None, and so the columns'
+        rows = [(None, *r) for r in _ch_trace_rows(store, trace, _SKELETON_CH)]
+    else:
+        rows = _values_rows(
+            span_list_for_trace(trace=trace).order_by().annotate(start=_skeleton_start(trace)),
+            SKELETON_FIELDS,
+        )
     if not rows:
         return SpanColumns(*([] for _ in range(11)), pk=[])
     rows.sort(key=itemgetter(_SPAN_ID))
@@ -395,7 +530,7 @@ def span_columns_load(*, trace: Trace) -> SpanColumns:
         model=model,
         tool_name=tool,
         error_type=error,
-        pk=pk,
+        pk=pk if store is None else None,
         t0=t0,
     )
 
@@ -465,13 +600,17 @@ def span_texts_load(
     span_ids: list[str],
     pks: list[int] | None = None,
     started: tuple[datetime, datetime] | None = None,
+    by_start: _ByStart | None = None,
 ) -> dict[str, SpanText]:
     """Messages and tool payloads of a few spans, in one query (by primary key when
-    `pks`, the spans' keys, is given, with `started` the bounds of their start times)."""
+    `pks`, the spans' keys, is given, with `started` the bounds of their start times;
+    from ClickHouse by their start times when `by_start` tells them)."""
     if not span_ids:
         return {}
     if pks is not None:
         rows = _spans_by_pk(trace=trace, pks=pks, fields=_TEXT_FIELDS, started=started)
+    elif (store := _clickhouse()) is not None:
+        rows = _ch_spans_of(store, trace, span_ids, by_start, _TEXT_FIELDS, CH_SPARE_TEXTS)
     else:
         qs = span_list_for_trace(trace=trace).filter(span_id__in=span_ids)
         rows = list(qs.values_list(*_TEXT_FIELDS))
@@ -1296,6 +1435,8 @@ class TimelineIndex:
     orphan_count: int
     pks: list[int] | None = None  # each row's primary key, when read from the database
     t0: datetime | None = None  # when the first span started, when read from the database
+    # From ClickHouse (no keys): every span's start_ms in start order (see _ch_ranges).
+    start_order: list[float] | None = None
 
     @property
     def count(self) -> int:
@@ -1364,6 +1505,7 @@ def _index_make(
     storyline: Storyline,
     pks: list[int] | None = None,
     t0: datetime | None = None,
+    start_order: list[float] | None = None,
 ) -> TimelineIndex:
     """A TimelineIndex from its rows' columns, in display order."""
     total = max(map(add, start_ms, duration_ms), default=0.0)
@@ -1389,6 +1531,7 @@ def _index_make(
         orphan_count=len(missing),
         pks=pks,
         t0=t0,
+        start_order=start_order,
     )
 
 
@@ -1431,8 +1574,9 @@ def _index_load(*, trace: Trace) -> TimelineIndex:
         errors=list(map(eq, shown(c.status), repeat(ERROR))),
         missing=missing,
         storyline=_storyline_of(trace=trace, c=c),
-        pks=shown(c.pk or []),
+        pks=None if c.pk is None else shown(c.pk),
         t0=c.t0,
+        start_order=c.start_ms if c.pk is None else None,
     )
 
 
@@ -1444,6 +1588,10 @@ def _storyline_of(*, trace: Trace, c: SpanColumns) -> Storyline:
         span_ids=[c.span_id[i] for i in rows],
         pks=None if c.pk is None else [c.pk[i] for i in rows],
         started=_start_range(c.t0, [c.start_ms[i] for i in rows]),
+        # no keys but a first start: read from ClickHouse, found by start time
+        by_start=None
+        if c.pk is not None
+        else _by_start(c.t0, [c.start_ms[i] for i in rows], c.start_ms),
     )
     return _storyline(s, texts=texts, root_span_id=trace.root_span_id, trace_status=trace.status)
 
@@ -1473,6 +1621,12 @@ def _index_remember(key: tuple, index: TimelineIndex) -> None:
 def timeline_index_cache_clear() -> None:
     with _indexes_lock:
         _indexes.clear()
+
+
+def _index_peek(trace: Trace) -> TimelineIndex | None:
+    """The trace's TimelineIndex if this process remembers it (never builds one)."""
+    with _indexes_lock:
+        return _indexes.get(_index_cache_key(trace))
 
 
 def timeline_index(*, trace: Trace) -> TimelineIndex:
@@ -1521,6 +1675,9 @@ def timeline_rows(*, trace: Trace, index: TimelineIndex, offset: int, limit: int
                 fields=ROW_FIELDS,
                 started=_start_range(index.t0, index.start_ms[offset : offset + limit]),
             )
+        elif (store := _clickhouse()) is not None:
+            by = _by_start(index.t0, index.start_ms[offset : offset + limit], index.start_order)
+            found = _ch_spans_of(store, trace, ids, by, ROW_FIELDS)
         else:
             found = (
                 span_list_for_trace(trace=trace)
@@ -1602,9 +1759,11 @@ def timeline_build(*, trace: Trace) -> Timeline:
     server time do not grow with the trace.
     """
     if trace.span_count <= full_rows():
-        nodes = span_nodes_load(trace=trace)
+        nodes, t0 = _nodes_load(trace=trace)
         tree = span_tree(nodes)
-        story = _storyline_of(trace=trace, c=SpanColumns.of_nodes(nodes))
+        columns = SpanColumns.of_nodes(nodes)
+        columns.t0 = t0  # None but on ClickHouse, whose texts are found by start time
+        story = _storyline_of(trace=trace, c=columns)
         index = timeline_index_build(tree=tree, storyline=story)
         if index.count > full_rows():  # the summary lagged behind the spans
             _index_remember(_index_cache_key(trace), index)
@@ -1796,7 +1955,28 @@ def _cost_source_label(source: str) -> str:
 
 
 def span_get_for_trace(*, trace: Trace, span_id: str) -> Span | None:
-    return span_list_for_trace(trace=trace).filter(span_id=span_id.lower()).first()
+    """The span of the trace with this id; from ClickHouse an unsaved Span (no pk)."""
+    store = _clickhouse()
+    if store is None:
+        return span_list_for_trace(trace=trace).filter(span_id=span_id.lower()).first()
+    span_id = span_id.lower()
+    # Its start bounds the read of its whole row: from the trace's index when this
+    # process has it, else from the trace's (span id, start) pairs, two narrow columns.
+    index = _index_peek(trace)
+    if index is not None and index.t0 is not None:
+        at = timeline_row_of(index=index, span_id=span_id)
+        if at is None:
+            return None
+        by = _by_start(index.t0, [index.start_ms[at]])
+    else:
+        found = [
+            s for i, s in _ch_trace_rows(store, trace, ("span_id", "started_at")) if i == span_id
+        ]
+        if not found:
+            return None
+        by = _ByStart(t0=found[0], wanted_ms=[0.0])
+    rows = _ch_spans_of(store, trace, [span_id], by, CH_SPAN_FIELDS)
+    return Span(**dict(zip(CH_SPAN_FIELDS, rows[0], strict=True))) if rows else None
 
 
 def span_detail(*, span: Span, trace: Trace) -> SpanDetail:
@@ -1940,6 +2120,9 @@ def session_conversation(*, project: Project, traces: list[Trace]) -> list[Turn]
     turns = {t.trace_id: Turn(trace=t) for t in traces}
     if not turns:
         return []
+    store = _clickhouse()
+    if store is not None:
+        return _session_conversation_ch(store, traces, turns)
     roots = {t.trace_id: t.root_span_id for t in traces}
     rows = Span.objects.filter(
         project=project, trace_id__in=list(turns), parent_span_id=""
@@ -1964,6 +2147,29 @@ def session_conversation(*, project: Project, traces: list[Trace]) -> list[Turn]
                 turn.asked = _clip_turn(_first_message(messages[0].input, "user"))
             if not turn.answered:
                 turn.answered = _clip_turn(_last_message(messages[-1].output))
+    return [turns[t.trace_id] for t in traces]
+
+
+_SESSION_CH = ("span_id", "parent_span_id", "step", "attributes", "events")
+
+
+def _session_conversation_ch(store, traces: list[Trace], turns: dict[str, Turn]) -> list[Turn]:
+    """session_conversation from ClickHouse: one read per run, bounded by its summary's
+    days (the store reads one trace at a time), of the columns the transcript quotes."""
+    for t in traces:
+        turn = turns[t.trace_id]
+        rows = _ch_trace_rows(store, t, _SESSION_CH)
+        for span_id, parent, _, attributes, events in rows:
+            if not parent and (not t.root_span_id or span_id == t.root_span_id):
+                _turn_fill(turn, extract_messages(attributes, events))
+        if turn.asked and turn.answered:
+            continue
+        calls = [extract_messages(a, e) for _, _, step, a, e in rows if step == LLM]
+        if calls:
+            if not turn.asked:
+                turn.asked = _clip_turn(_first_message(calls[0].input, "user"))
+            if not turn.answered:
+                turn.answered = _clip_turn(_last_message(calls[-1].output))
     return [turns[t.trace_id] for t in traces]
 
 
