@@ -74,7 +74,7 @@ from functools import partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, OuterRef, Subquery, Sum
+from django.db.models import F, OuterRef, Subquery
 
 from budgets.formatting import format_value
 from budgets.models import Alert, BudgetEnvelope, Delivery, State, StateChange
@@ -87,8 +87,9 @@ from budgets.selectors import (
     usage_value,
 )
 from traces.dberrors import is_outage
-from traces.models import Span, TraceStatus
+from traces.models import TraceStatus
 from traces.rollups import BUCKET
+from traces.spanstore import span_store
 
 logger = logging.getLogger(__name__)
 
@@ -712,22 +713,18 @@ def _alert_traces_find(job: _Job) -> tuple[list[str], int]:
         qs = base.filter(status=TraceStatus.ERROR).order_by("-started_at")
         return list(qs.values_list("trace_id", flat=True)[:TOP_TRACES]), 0
     if env.model:
-        # A trace can use several models: rank by what its spans of this model used.
-        spans = Span.objects.filter(
-            project_id=env.project_id,
-            started_at__gte=job.start,
-            started_at__lt=job.end,
-            model=env.model,
+        # A trace can use several models: rank by what its spans of this model used
+        # (one GROUP BY in the span store; the trace filter a subquery on PostgreSQL).
+        ranked = span_store().sum_spans(
+            env.project_id,
+            group="trace_id",
+            measure="cost_usd" if env.metric == Metric.COST else "tokens",
+            started=(job.start, job.end),
+            equals={"model": env.model},
+            trace_ids=base.values("trace_id") if env.agent or env.service_name else None,
+            limit=TOP_TRACES,
         )
-        if env.agent or env.service_name:
-            spans = spans.filter(trace_id__in=base.values("trace_id"))
-        amount = (
-            Sum("cost_usd")
-            if env.metric == Metric.COST
-            else Sum(F("input_tokens") + F("output_tokens"))
-        )
-        ranked = spans.order_by().values("trace_id").annotate(amount=amount)
-        return list(ranked.order_by("-amount").values_list("trace_id", flat=True)[:TOP_TRACES]), 0
+        return [trace_id for trace_id, _ in ranked], 0
     if env.metric == Metric.TOKENS:
         base = base.annotate(tokens=F("input_tokens") + F("output_tokens"))
         return list(base.order_by("-tokens").values_list("trace_id", flat=True)[:TOP_TRACES]), 0

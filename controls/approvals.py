@@ -40,14 +40,14 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F
-from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from controls.checks import CONTRACT_NAME
 from controls.idempotency import canonical_arguments
 from controls.models import Approval, ReviewItem
 from controls.review import review_item_open
-from traces.models import Project, Span
+from traces.models import Project
+from traces.spanstore import span_store
 
 APPROVAL_ID = "agentops.approval.id"
 APPROVAL_STATUS = "agentops.approval.status"
@@ -335,22 +335,30 @@ OUTCOME_LABELS = {
 _SPAN_FIELDS = ("trace_id", "span_id", "name", "tool_name", "tool_arguments", "agent")
 
 
-def approval_spans(qs) -> list[dict]:
-    """Tool spans carrying an approval id, with it and the status they record."""
-    return list(
-        qs.filter(attributes__has_key=APPROVAL_ID)
-        .exclude(tool_name="")
-        .annotate(approval_ref=KT(f"attributes__{APPROVAL_ID}"))
-        .annotate(recorded_status=KT(f"attributes__{APPROVAL_STATUS}"))
-        .annotate(contract_name=KT(f"attributes__{CONTRACT_NAME}"))
-        .values(
-            *_SPAN_FIELDS,
-            "started_at",
-            "ended_at",
-            "approval_ref",
-            "recorded_status",
-            "contract_name",
-        )
+def approval_spans_read(
+    *,
+    project_id: int,
+    started: tuple[datetime | None, datetime | None],
+    trace_ids: list[str] | None = None,
+    span_ids: list[str] | None = None,
+) -> list[dict]:
+    """`approval_spans` of the spans started in [since, until) (of these traces and
+    spans, when given), read through the span store (either store; on the relational
+    one the same single query, which the partial index span_approval_idx answers)."""
+    return span_store().select_spans(
+        project_id,
+        columns=(*_SPAN_FIELDS, "started_at", "ended_at"),
+        trace_ids=trace_ids,
+        span_ids=span_ids,
+        started=started,
+        any_of=[{"has_key": APPROVAL_ID}],
+        nonempty=["tool_name"],
+        keys={
+            "approval_ref": APPROVAL_ID,
+            "recorded_status": APPROVAL_STATUS,
+            "contract_name": CONTRACT_NAME,
+        },
+        order=[],
     )
 
 
@@ -414,9 +422,9 @@ def approval_verdicts(*, project_id: int, spans: list[dict]) -> list[tuple[dict,
 def approval_violations(*, project_id: int, since: datetime, until: datetime) -> list[dict]:
     """Tool calls started in [since, until) that ran outside their approval, latest first:
     trace and span ids, agent, tool, the approval id, outcome and message."""
-    qs = Span.objects.filter(project_id=project_id, started_at__gte=since, started_at__lt=until)
+    spans = approval_spans_read(project_id=project_id, started=(since, until))
     rows = []
-    for span, verdict in approval_verdicts(project_id=project_id, spans=approval_spans(qs)):
+    for span, verdict in approval_verdicts(project_id=project_id, spans=spans):
         if not verdict.violation:
             continue
         rows.append(

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from controls.approvals import OUTCOME_LABELS, approval_spans, approval_verdicts
+from controls.approvals import OUTCOME_LABELS, approval_spans_read, approval_verdicts
 from controls.models import ContractCheck
 from traces.annotations import SpanBadge
 from traces.models import Trace
-from traces.selectors import span_list_for_trace
+from traces.selectors import SPAN_READ_MARGIN
 
 Outcome = ContractCheck.Outcome
 CONTRACT = "Tool contract"
@@ -54,13 +54,17 @@ _APPROVAL_TONES = {"ok": "ok", "refused": "info"}
 
 def approval_badges(*, trace: Trace, span_ids: list[str] | None = None) -> dict:
     """The verdict on each tool span of the trace that carries `agentops.approval.id`
-    (`controls.approvals`): approved as asked, refused, or a violation. One query for the
-    spans (the span's unique key starts with project, trace_id), one for the approvals."""
-    qs = span_list_for_trace(trace=trace).order_by()
-    if span_ids is not None:
-        qs = qs.filter(span_id__in=span_ids)
+    (`controls.approvals`): approved as asked, refused, or a violation. One read of the
+    span store for the spans (on the relational one, the partial index
+    span_approval_idx), one query for the approvals."""
+    spans = approval_spans_read(
+        project_id=trace.project_id,
+        started=(trace.started_at - SPAN_READ_MARGIN, trace.ended_at + SPAN_READ_MARGIN),
+        trace_ids=[trace.trace_id],
+        span_ids=span_ids,
+    )
     out: dict = {}
-    for span, verdict in approval_verdicts(project_id=trace.project_id, spans=approval_spans(qs)):
+    for span, verdict in approval_verdicts(project_id=trace.project_id, spans=spans):
         tone = _APPROVAL_TONES.get(verdict.outcome, "danger")
         label = "approval ✓" if tone == "ok" else f"approval ✗ {OUTCOME_LABELS[verdict.outcome]}"
         out.setdefault(span["span_id"], []).append(

@@ -1,9 +1,11 @@
 """Contract checks: every tool span is checked once against the project's contract registry.
 
 Runs off the ingest path (a Celery task every 30 s, or `manage.py check_contracts`). The
-spans to check are found by an anti-join on the check's unique key (project, trace_id,
-span_id) rather than by a watermark on Span.id: a slow ingest transaction can commit a
-lower id after a higher one, and a watermark would skip it for good. Checks are inserted
+spans to check are read through the span store (`select_spans`, either store) without
+the spans that already have a check (project, trace_id, span_id): an anti-join on the
+relational store, a look-up of the candidates on ClickHouse; not by a watermark on the
+arrival order, because a slow ingest transaction can commit a lower id after a higher
+one, and a watermark would skip it for good. Checks are inserted
 with ON CONFLICT DO NOTHING, so a re-run or two workers racing on the same spans count
 each span once.
 """
@@ -15,13 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, OuterRef
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from controls.models import ContractCheck, ToolContract
 from controls.services import json_pointer
 from traces.models import Span, Step, Trace
+from traces.spanstore import projects_scope, span_store
+from traces.spanstore.query import ARRIVAL, CURSOR
 
 CONTRACT_NAME = "agentops.contract.name"
 CONTRACT_VERSION = "agentops.contract.version"
@@ -129,30 +132,41 @@ def verdict_name(span: Span) -> str:
     return str((span.attributes or {}).get(CONTRACT_NAME) or "")
 
 
-def _pending(*, project_id: int | None, since: datetime | None, after_id: int):
-    checked = ContractCheck.objects.filter(
-        project_id=OuterRef("project_id"),
-        trace_id=OuterRef("trace_id"),
-        span_id=OuterRef("span_id"),
+_COLUMNS = (
+    "project_id",
+    "trace_id",
+    "span_id",
+    "tool_name",
+    "tool_arguments",
+    "tool_result",
+    "attributes",
+    "agent",
+    "agent_version",
+    "started_at",
+)
+
+
+def _pending(
+    *, project_id: int | None, since: datetime | None, after: Any, chunk: int
+) -> tuple[list[Span], Any]:
+    """The next `chunk` tool spans without a check, in the order they were stored, and
+    the cursor past them. Through the span store: on the relational store one query (the
+    anti-join on the check's key, paged by id, as before the seam)."""
+    store = span_store()
+    rows = store.select_spans(
+        projects_scope(project_id, store),
+        columns=_COLUMNS,
+        equals={"step": Step.TOOL},
+        received=(since, None),
+        absent_from=ContractCheck.objects.all(),
+        order=ARRIVAL,
+        after=after,
+        limit=chunk,
     )
-    qs = Span.objects.filter(step=Step.TOOL, id__gt=after_id).filter(~Exists(checked))
-    if project_id is not None:
-        qs = qs.filter(project_id=project_id)
-    if since is not None:
-        qs = qs.filter(received_at__gte=since)
-    return qs.order_by("id").only(
-        "id",
-        "project_id",
-        "trace_id",
-        "span_id",
-        "tool_name",
-        "tool_arguments",
-        "tool_result",
-        "attributes",
-        "agent",
-        "agent_version",
-        "started_at",
-    )
+    if not rows:
+        return [], after
+    cursor = rows[-1][CURSOR]
+    return [Span(**{k: v for k, v in row.items() if k != CURSOR}) for row in rows], cursor
 
 
 def _trace_agents(spans: list[Span]) -> dict[tuple[int, str], tuple[str, str]]:
@@ -174,9 +188,9 @@ def contract_checks_run(
     `since` limits the scan to spans received from then on (None: all of them)."""
     registry = _Registry()
     examined = 0
-    after_id = 0
+    after = None
     while True:
-        spans = list(_pending(project_id=project_id, since=since, after_id=after_id)[:chunk])
+        spans, after = _pending(project_id=project_id, since=since, after=after, chunk=chunk)
         if not spans:
             return examined
         agents = _trace_agents(spans)
@@ -206,4 +220,3 @@ def contract_checks_run(
             )
         ContractCheck.objects.bulk_create(rows, ignore_conflicts=True)
         examined += len(spans)
-        after_id = spans[-1].id

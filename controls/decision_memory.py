@@ -59,6 +59,8 @@ from controls.models import DecisionRecord, PendingDecisionAction
 from rollouts.stats import RateStats, wilson_interval
 from traces.models import Outcome, Project, Span, Trace
 from traces.paging import COUNT_CAP
+from traces.spanstore import projects_scope, span_store
+from traces.spanstore.query import ARRIVAL, CURSOR
 
 PREFIX = "agentops.decision."
 ACTION = "agentops.decision.action"
@@ -139,43 +141,44 @@ def record_from_span(span: Span, trace_phase: str = "") -> DecisionRecord:
     )
 
 
+_SPAN_COLUMNS = (
+    "project_id",
+    "trace_id",
+    "span_id",
+    "agent",
+    "agent_version",
+    "prompt_version",
+    "attributes",
+    "started_at",
+)
+
+
 def decisions_record(
     *, since: datetime | None = None, project_id: int | None = None, trace_id: str = ""
 ) -> int:
     """Record the decision spans (started at or after `since`) that have no record yet.
     Returns how many records were created."""
-    recorded = DecisionRecord.objects.filter(
-        project_id=OuterRef("project_id"),
-        trace_id=OuterRef("trace_id"),
-        span_id=OuterRef("span_id"),
-    )
-    spans = Span.objects.filter(attributes__has_key=ACTION).filter(~Exists(recorded))
-    if since is not None:
-        spans = spans.filter(started_at__gte=since)
-    if project_id is not None:
-        spans = spans.filter(project_id=project_id)
-    if trace_id:
-        spans = spans.filter(trace_id=trace_id)
-    spans = spans.only(
-        "project_id",
-        "trace_id",
-        "span_id",
-        "agent",
-        "agent_version",
-        "prompt_version",
-        "attributes",
-        "started_at",
-    )
+    store = span_store()
     created = 0
-    batch: list[Span] = []
-    for span in spans.order_by("id").iterator(chunk_size=CHUNK):
-        batch.append(span)
-        if len(batch) >= CHUNK:
-            created += _store(batch)
-            batch = []
-    if batch:
-        created += _store(batch)
-    return created
+    after = None
+    while True:
+        # Through the span store, a page at a time in the order spans were stored; the
+        # spans with a record are left out (an anti-join on the relational store).
+        rows = store.select_spans(
+            projects_scope(project_id, store),
+            columns=_SPAN_COLUMNS,
+            trace_ids=[trace_id] if trace_id else None,
+            started=(since, None),
+            any_of=[{"has_key": ACTION}],
+            absent_from=DecisionRecord.objects.all(),
+            order=ARRIVAL,
+            after=after,
+            limit=CHUNK,
+        )
+        if not rows:
+            return created
+        after = rows[-1][CURSOR]
+        created += _store([Span(**{k: v for k, v in r.items() if k != CURSOR}) for r in rows])
 
 
 def _store(spans: list[Span]) -> int:

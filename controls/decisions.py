@@ -55,20 +55,19 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-
-from django.db.models import Q
-from django.db.models.fields.json import KT
 
 from controls.checks import CONTRACT_NAME
 from controls.idempotency import side_effecting_tools
 from controls.models import PolicyDecision
 from traces.conventions.langfuse import TYPE as LANGFUSE_TYPE
 from traces.conventions.openinference import KIND as OPENINFERENCE_KIND
-from traces.models import Span, SpanStatus, Step, Trace
+from traces.models import SpanStatus, Step, Trace
+from traces.spanstore import span_store
+from traces.spanstore.query import ARRIVAL
 
 DECISION = "agentops.policy.decision"
 POLICY_NAME = "agentops.policy.name"
@@ -152,19 +151,28 @@ def _chunks(items: list, size: int = CHUNK):
         yield items[i : i + size]
 
 
+_Row = namedtuple("_Row", (*_COLUMNS, *_KEYS))
+
+
 def _window_spans(*, project_id: int, since: datetime, until: datetime, tools: set[str]):
     """One read of the window: its gate spans, the tool spans carrying a decision id, and
     the spans of the side-effecting tools (named by tool or by contract)."""
-    tool_spans = Q(attributes__has_key=DECISION_ID)
+    gates = [
+        {"equals": {"step": POLICY}},
+        {"equals": {"step": TOOL}, "has_key": DECISION_ID},
+    ]
     if tools:
-        tool_spans |= Q(tool_name__in=tools) | Q(attributes__has_key=CONTRACT_NAME)
-    qs = (
-        Span.objects.filter(project_id=project_id, started_at__gte=since, started_at__lt=until)
-        .filter(Q(step=Step.POLICY) | (Q(step=Step.TOOL) & tool_spans))
-        .annotate(**{name: KT(f"attributes__{key}") for name, key in _KEYS.items()})
-        .order_by("started_at", "id")
+        gates.append({"equals": {"step": TOOL, "tool_name": sorted(tools)}})
+        gates.append({"equals": {"step": TOOL}, "has_key": CONTRACT_NAME})
+    rows = span_store().select_spans(
+        project_id,
+        columns=_COLUMNS,
+        started=(since, until),
+        any_of=gates,
+        keys=_KEYS,
+        order=("started_at", ARRIVAL),
     )
-    return list(qs.values_list(*_COLUMNS, *_KEYS, named=True))
+    return [_Row(**row) for row in rows]
 
 
 def _api_decision(public_id, decision, policy_ids, policy_version, latency_us) -> Decision:
@@ -310,11 +318,15 @@ def _ungated(
     earlier: set[str] = set()
     for chunk in _chunks(sorted({row.trace_id for row, _ in candidates})):
         earlier.update(
-            Span.objects.filter(
-                project_id=project_id, trace_id__in=chunk, step=Step.POLICY, started_at__lt=since
+            row["trace_id"]
+            for row in span_store().select_spans(
+                project_id,
+                columns=["trace_id"],
+                trace_ids=chunk,
+                equals={"step": POLICY},
+                started=(None, since),
+                order=[],
             )
-            .values_list("trace_id", flat=True)
-            .distinct()
         )
     ungated: dict[str, list] = defaultdict(list)
     for row, tool in candidates:

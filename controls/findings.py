@@ -36,7 +36,6 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Min
 from django.utils import timezone
 
 from controls.idempotency import (
@@ -46,7 +45,8 @@ from controls.idempotency import (
     unkeyed_retries,
 )
 from controls.models import Finding
-from traces.models import Project, Span, Trace
+from traces.models import Project, Trace
+from traces.spanstore import projects_scope, span_store
 
 Kind = Finding.Kind
 BUCKET = timedelta(minutes=15)
@@ -287,11 +287,13 @@ def findings_sweep(
     Each day is read together with the `FINDINGS_WINDOW_MINUTES` before it, as the periodic
     detection would have read it, so a run that crosses midnight is seen whole."""
     until = until or timezone.now()
-    spans = Span.objects.all() if project_id is None else Span.objects.filter(project_id=project_id)
+    store = span_store()
+    scope = projects_scope(project_id, store)
     if since is None:
-        since = spans.aggregate(first=Min("started_at"))["first"]
-        if since is None:
+        first = store.select_spans(scope, columns=["started_at"], order=["started_at"], limit=1)
+        if not first:
             return {"created": 0, "updated": 0}
+        since = first[0]["started_at"]
     overlap = timedelta(minutes=settings.FINDINGS_WINDOW_MINUTES)
     totals = {"created": 0, "updated": 0}
     start = since
@@ -300,7 +302,9 @@ def findings_sweep(
         window = {"since": start - (overlap if start > since else timedelta(0)), "until": end}
         start = end
         # Every finding has a call in its window: a day without spans has none.
-        if not spans.filter(started_at__gte=window["since"], started_at__lt=end).exists():
+        if not store.select_spans(
+            scope, columns=["started_at"], started=(window["since"], end), order=[], limit=1
+        ):
             continue
         for name, n in findings_detect(**window, project_id=project_id).items():
             totals[name] += n

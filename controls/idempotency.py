@@ -24,15 +24,15 @@ from decimal import Decimal
 from itertools import pairwise
 
 from django.conf import settings
-from django.db.models import Q
 
 from controls.checks import CONTRACT_NAME, IDEMPOTENCY_KEY
 from controls.models import ToolContract
 from traces.models import Span, SpanStatus, Step, Trace
+from traces.spanstore import span_store
+from traces.spanstore.query import ARRIVAL
 
 RETRY_ATTEMPT = "agentops.retry.attempt"
 _FIELDS = (
-    "id",
     "trace_id",
     "span_id",
     "name",
@@ -124,11 +124,25 @@ def _call(span: Span) -> Call:
     )
 
 
-def _spans(project_id: int, since: datetime, until: datetime, *extra: Q):
-    qs = Span.objects.filter(project_id=project_id, started_at__gte=since, started_at__lt=until)
-    for q in extra:
-        qs = qs.filter(q)
-    return qs.order_by("started_at", "id").only(*_FIELDS)
+def _spans(
+    project_id: int,
+    since: datetime,
+    until: datetime,
+    *,
+    equals: dict | None = None,
+    any_of: list[dict] | None = None,
+) -> list[Span]:
+    """The window's spans that match, oldest first (ties in the order they were stored),
+    read through the span store, as unsaved Span objects."""
+    rows = span_store().select_spans(
+        project_id,
+        columns=_FIELDS,
+        started=(since, until),
+        equals=equals,
+        any_of=any_of,
+        order=("started_at", ARRIVAL),
+    )
+    return [Span(**row) for row in rows]
 
 
 def side_effect_calls(*, project_id: int, since: datetime, until: datetime) -> list[Call]:
@@ -136,8 +150,8 @@ def side_effect_calls(*, project_id: int, since: datetime, until: datetime) -> l
     tools = side_effecting_tools(project_id=project_id)
     if not tools:
         return []
-    named = Q(tool_name__in=tools) | Q(attributes__has_key=CONTRACT_NAME)
-    spans = _spans(project_id, since, until, Q(step=Step.TOOL), named)
+    named = [{"equals": {"tool_name": sorted(tools)}}, {"has_key": CONTRACT_NAME}]
+    spans = _spans(project_id, since, until, equals={"step": Step.TOOL}, any_of=named)
     return [_call(s) for s in spans if _tool(s) in tools]
 
 
@@ -216,7 +230,10 @@ def retry_storms(
     plus one when that is more (earlier attempts may not have been sent)."""
     limit = settings.RETRY_STORM_ATTEMPTS if attempts is None else attempts
     spans = _spans(
-        project_id, since, until, Q(step=Step.TOOL) | Q(attributes__has_key=RETRY_ATTEMPT)
+        project_id,
+        since,
+        until,
+        any_of=[{"equals": {"step": Step.TOOL}}, {"has_key": RETRY_ATTEMPT}],
     )
     groups: dict[tuple[str, str, str, str], list[Span]] = defaultdict(list)
     for span in spans:
@@ -258,7 +275,11 @@ def retried_model_cost(*, project_id: int, since: datetime, until: datetime) -> 
     spans = [
         s
         for s in _spans(
-            project_id, since, until, Q(step=Step.LLM), Q(attributes__has_key=RETRY_ATTEMPT)
+            project_id,
+            since,
+            until,
+            equals={"step": Step.LLM},
+            any_of=[{"has_key": RETRY_ATTEMPT}],
         )
         if (retry_attempt(s) or 0) >= 1
     ]

@@ -41,7 +41,8 @@ from controls.idempotency import side_effect_calls
 from controls.models import ContractCheck, DecisionRecord, ReviewItem, ReviewRule
 from controls.selectors import contract_coverage
 from rollouts.selectors import kpi_declared_names, version_order
-from traces.models import Outcome, Project, Span, Step, Trace, TraceStatus
+from traces.models import Outcome, Project, Step, Trace, TraceStatus
+from traces.spanstore import span_store
 
 CONTROL, ANTI_PATTERN = "control", "anti_pattern"
 # Item keys, in the order shown; PromotionCriteria.require_readiness names some of them.
@@ -206,25 +207,19 @@ def _complete_runs(project_id: int, since: datetime, until: datetime) -> dict[st
 
 def _model_calls(project_id: int, since: datetime, until: datetime) -> dict[str, tuple[int, int]]:
     """{agent: (model calls, of which naming a prompt version)}."""
-    qs = Span.objects.filter(
-        project_id=project_id, started_at__gte=since, started_at__lt=until, step=Step.LLM
-    )
-    versioned = ~Q(prompt_version="")
+    store = span_store()
+    llm = {"project_id": project_id, "started": (since, until), "counted": "prompt_version"}
     out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for r in (
-        qs.exclude(agent="")
-        .values("agent")
-        .annotate(n=Count("id"), v=Count("id", filter=versioned))
-        .order_by("agent")
-    ):
-        out[r["agent"]][0] += r["n"]
-        out[r["agent"]][1] += r["v"]
-    unnamed = list(
-        qs.filter(agent="")
-        .values("trace_id")
-        .annotate(n=Count("id"), v=Count("id", filter=versioned))
-        .order_by("trace_id")
-    )
+    named = store.count_spans(**llm, group="agent", equals={"step": Step.LLM}, nonempty=["agent"])
+    for agent, (n, v) in named.items():
+        out[agent][0] += n
+        out[agent][1] += v
+    unnamed = [
+        {"trace_id": trace_id, "n": n, "v": v}
+        for trace_id, (n, v) in store.count_spans(
+            **llm, group="trace_id", equals={"step": Step.LLM, "agent": ""}
+        ).items()
+    ]
     runs = _run_agents(project_id, (r["trace_id"] for r in unnamed))
     for r in unnamed:
         agent = runs.get(r["trace_id"], "")

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from controls.checks import CONTRACT_NAME, _Registry, span_verdict
@@ -21,6 +21,8 @@ from controls.models import Approval, ReviewItem, ReviewRule, ReviewSla, ToolCon
 from rollouts.selectors import declared_phase
 from traces.models import Project, Span, Step, Trace
 from traces.services import trace_mark_intervened
+from traces.spanstore import span_store
+from traces.spanstore.query import ARRIVAL, CURSOR
 
 
 def review_sla_minutes(*, project_id: int, risk: str) -> int | None:
@@ -241,45 +243,53 @@ def span_review_reason(
     return None
 
 
-def _candidates(*, project_id: int, since: datetime, risky_tools: set[str], after_id: int):
-    # Only spans that can match a rule are read; an item of any source (an approval's
-    # too) for the same span excludes it: the anti-join that flags each span once.
-    flagged = ReviewItem.objects.filter(
-        project_id=OuterRef("project_id"),
-        trace_id=OuterRef("trace_id"),
-        span_id=OuterRef("span_id"),
-    )
-    can_match = (
-        Q(step=Step.ESCALATION)
-        | Q(attributes__has_key=CONFIDENCE)
-        | Q(attributes__has_key=RISK)
-        | Q(attributes__has_key=DECISION)
-    )
+_CANDIDATE_COLUMNS = (
+    "project_id",
+    "trace_id",
+    "span_id",
+    "name",
+    "step",
+    "tool_name",
+    "tool_arguments",
+    "tool_result",
+    "attributes",
+    "agent",
+    "agent_version",
+    "received_at",
+)
+
+
+def _candidates(
+    *, project_id: int, since: datetime, risky_tools: set[str], after, limit: int
+) -> tuple[list[Span], object]:
+    """The next spans received from `since` on that can match a rule, in the order they
+    were stored, and the cursor past them. An item of any source (an approval's too) for
+    the same span excludes it: the anti-join that flags each span once (one query on the
+    relational store)."""
+    can_match = [
+        {"equals": {"step": Step.ESCALATION}},
+        {"has_key": CONFIDENCE},
+        {"has_key": RISK},
+        {"has_key": DECISION},
+    ]
     if risky_tools:
-        can_match |= Q(step=Step.TOOL, tool_name__in=risky_tools)
-        can_match |= Q(step=Step.TOOL, attributes__has_key=CONTRACT_NAME)
-    return (
-        Span.objects.filter(project_id=project_id, received_at__gte=since, id__gt=after_id)
-        .filter(can_match)
-        .exclude(attributes__has_key=APPROVAL_ID)
-        .filter(~Exists(flagged))
-        .order_by("id")
-        .only(
-            "id",
-            "project_id",
-            "trace_id",
-            "span_id",
-            "name",
-            "step",
-            "tool_name",
-            "tool_arguments",
-            "tool_result",
-            "attributes",
-            "agent",
-            "agent_version",
-            "received_at",
-        )
+        can_match.append({"equals": {"step": Step.TOOL, "tool_name": sorted(risky_tools)}})
+        can_match.append({"equals": {"step": Step.TOOL}, "has_key": CONTRACT_NAME})
+    rows = span_store().select_spans(
+        project_id,
+        columns=_CANDIDATE_COLUMNS,
+        received=(since, None),
+        any_of=can_match,
+        lacks_keys=[APPROVAL_ID],
+        absent_from=ReviewItem.objects.all(),
+        order=ARRIVAL,
+        after=after,
+        limit=limit,
     )
+    if not rows:
+        return [], after
+    cursor = rows[-1][CURSOR]
+    return [Span(**{k: v for k, v in row.items() if k != CURSOR}) for row in rows], cursor
 
 
 def review_flags_scan(*, since: datetime, project_id: int | None = None) -> int:
@@ -306,18 +316,19 @@ def _project_scan(*, project_id: int, since: datetime) -> int:
     )
     registry = _Registry()
     opened = 0
-    after_id = 0
+    after = None
     runs: dict[str, tuple[str, str, str]] = {}
     declared: dict[str, str] = {}
     while True:
-        spans = list(
-            _candidates(
-                project_id=project_id, since=since, risky_tools=risky_tools, after_id=after_id
-            )[:FLAG_CHUNK]
+        spans, after = _candidates(
+            project_id=project_id,
+            since=since,
+            risky_tools=risky_tools,
+            after=after,
+            limit=FLAG_CHUNK,
         )
         if not spans:
             return opened
-        after_id = spans[-1].id
         missing = {s.trace_id for s in spans} - runs.keys()
         for t in Trace.objects.filter(project_id=project_id, trace_id__in=missing).values(
             "trace_id", "agent", "agent_version", "phase"

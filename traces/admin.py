@@ -16,6 +16,7 @@ from traces.models import (
 )
 from traces.pricing import price_lookup
 from traces.services import ingest_key_create, ingest_key_revoke
+from traces.spanstore import span_store
 
 
 class MembershipInline(admin.TabularInline):
@@ -153,6 +154,20 @@ class SpanAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def changelist_view(self, request, extra_context=None):
+        store = span_store()
+        if store.kind != "relational":
+            # This list reads traces_span; with another span store it holds only the
+            # spans written before the switch.
+            self.message_user(
+                request,
+                f"Spans are stored in ClickHouse ({store.describe()}), not in this table: "
+                "it lists only spans written before SPAN_STORE_URL was set. A trace's spans "
+                "are at /api/traces/<trace id>/.",
+                messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
 
 
 @admin.register(Outcome)

@@ -67,6 +67,7 @@ class RetentionReport:
     skipped: list[str] = field(default_factory=list)  # partitions whose lock timed out
     # (what, project slug or "", rows)
     deleted: list[tuple[str, str, int]] = field(default_factory=list)
+    analyzed: bool = False  # the partitioned table's statistics were refreshed
 
     @property
     def rows(self) -> int:
@@ -315,4 +316,12 @@ def enforce_retention(*, now: datetime | None = None, dry_run: bool = False) -> 
         n = _delete_batched(qs, dry_run=dry_run)
         if n:
             report.deleted.append((str(model._meta.verbose_name_plural), "", n))
+    if not dry_run and (report.created or report.dropped) and is_partitioned():
+        # Autovacuum never analyzes a partitioned table itself, only its partitions, and
+        # without the parent's statistics the planner guesses joins over all spans badly
+        # (a first contract check over fresh spans took minutes). Once a day in practice:
+        # when a day is created or dropped. ANALYZE samples a bounded number of rows.
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {TABLE}")
+        report.analyzed = True
     return report

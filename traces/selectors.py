@@ -217,9 +217,15 @@ def span_list_for_trace(*, trace: Trace) -> QuerySet[Span]:
 
 def span_rows_for_trace(*, trace: Trace) -> list[Span]:
     """The trace's spans from the span store (SPAN_STORE_URL), in start order, as unsaved
-    Span objects (no relational id). The summary's start (the earliest span's, kept
-    with LEAST on every merge) bounds the read to the trace's days on ClickHouse."""
-    rows = span_store().trace_spans(trace.project_id, trace.trace_id, start=trace.started_at)
+    Span objects (no relational id). Bounded as `span_list_for_trace` is (the summary's
+    start and end, widened by SPAN_READ_MARGIN): the trace's days of the partitions on
+    PostgreSQL, of the sort key on ClickHouse."""
+    rows = span_store().trace_spans(
+        trace.project_id,
+        trace.trace_id,
+        start=trace.started_at - SPAN_READ_MARGIN,
+        end=trace.ended_at + SPAN_READ_MARGIN,
+    )
     return [Span(**row) for row in rows]
 
 

@@ -4,7 +4,7 @@ from rest_framework import exceptions, generics
 
 from traces.api.serializers import TraceDetailSerializer, TraceSerializer
 from traces.models import Trace
-from traces.selectors import TraceFilters, project_list_for_user, span_list_for_trace, trace_list
+from traces.selectors import TraceFilters, project_list_for_user, span_rows_for_trace, trace_list
 
 FILTER_PARAMS = [
     OpenApiParameter("project", str, description="Project slug"),
@@ -60,5 +60,5 @@ class TraceDetailView(generics.RetrieveAPIView):
                 {"project": "This trace id exists in several projects; pass ?project=<slug>."}
             )
         trace = traces[0]
-        trace.span_list = list(span_list_for_trace(trace=trace))
+        trace.span_list = span_rows_for_trace(trace=trace)
         return trace

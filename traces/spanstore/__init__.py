@@ -7,7 +7,9 @@
   server; `chdb:///path` or `chdb://`: the same engine in process (tests, one node).
 
 Both answer the same calls: `insert_spans`, `existing_keys`, `trace_spans`, `batch_spans`,
-`project_spans`, `cost_by`, `discard_batch`, `delete_project`, `count`, `ensure_schema`.
+`project_spans`, `cost_by`, the general reads `select_spans`, `sum_spans` and
+`count_spans` (traces/spanstore/query.py), `discard_batch`, `delete_project`, `count`,
+`ensure_schema`.
 PostgreSQL keeps projects, keys, trace summaries, ingest batches, envelopes, alerts,
 rollups and controls whichever is chosen.
 """
@@ -38,3 +40,19 @@ def span_store(url: str | None = None):
 
             store = _stores[url] = ClickHouseSpanStore(url)
         return store
+
+
+def projects_scope(project_id: int | None, store=None):
+    """What to pass as select_spans' `project_ids` for one project or every project.
+
+    Every project is None on the relational store (a project's spans go with it, by
+    cascade) and the existing projects' ids on ClickHouse, which keeps a deleted
+    project's spans until `delete_project` (not called on project deletion yet)."""
+    if project_id is not None:
+        return project_id
+    store = store or span_store()
+    if store.kind == "relational":
+        return None
+    from traces.models import Project
+
+    return list(Project.objects.order_by("pk").values_list("pk", flat=True))

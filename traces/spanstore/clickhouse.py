@@ -26,6 +26,8 @@ from urllib.parse import unquote, urlparse
 
 import orjson
 
+from traces.spanstore import query
+
 TABLE = "spans"
 # The columns of traces.Span, in this order, with their ClickHouse types.
 # Times are DateTime64(6, 'UTC'): microseconds like PostgreSQL, aware on read.
@@ -129,6 +131,10 @@ KEYS_PER_QUERY = 2_000
 _READ_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
 
 _ONE_DAY = timedelta(days=1)
+_TIME = "DateTime64(6, 'UTC')"
+# A span's identity, and the order spans were stored in (select_spans' "arrival").
+_KEY = ("project_id", "trace_id", "span_id")
+_ARRIVAL = ("received_at", "project_id", "trace_id", "span_id")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
@@ -143,7 +149,9 @@ def _ddl(database: str) -> list[str]:
     -- the timeline looks a trace up by id alone when its time range is unknown
     INDEX trace_id_bloom trace_id TYPE bloom_filter(0.01) GRANULARITY 4,
     -- the rollups read the spans of a few recent batches
-    INDEX batch_token_bloom batch_token TYPE bloom_filter(0.01) GRANULARITY 1
+    INDEX batch_token_bloom batch_token TYPE bloom_filter(0.01) GRANULARITY 1,
+    -- the control tasks read the spans received in a recent window
+    INDEX received_at_minmax received_at TYPE minmax GRANULARITY 1
 )
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(started_at)
@@ -151,6 +159,9 @@ ORDER BY (project_id, toDate(started_at), trace_id, span_id)
 TTL expires_at DELETE
 SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW},
     index_granularity = 8192""",
+        # a table created before the index: new parts get it (MATERIALIZE INDEX for old)
+        f"ALTER TABLE `{database}`.`{TABLE}` ADD INDEX IF NOT EXISTS received_at_minmax"
+        " received_at TYPE minmax GRANULARITY 1",
     ]
 
 
@@ -465,6 +476,240 @@ class ClickHouseSpanStore:
             {"p": project_id, "start": _aware(start), "end": _aware(end), "b": BUCKETS[bucket]},
         )
 
+    # -- the general read (traces/spanstore/query.py) --------------------------------
+
+    def _where(
+        self,
+        project_ids,
+        *,
+        trace_ids=None,
+        span_ids=None,
+        started=None,
+        received=None,
+        equals=None,
+        nonempty=(),
+        any_of=None,
+        lacks_keys=(),
+    ) -> tuple[list[str], dict[str, Any]]:
+        where: list[str] = []
+        params: dict[str, Any] = {}
+
+        def bind(value: Any, kind: str) -> str:
+            name = f"v{len(params)}"
+            params[name] = value
+            return f"{{{name}:{kind}}}"
+
+        def equal(column: str, value: Any) -> str:
+            kind = "Int64" if column == "kind" else "String"
+            if isinstance(value, list | tuple | set | frozenset):
+                return f"`{column}` IN {bind(sorted(value), f'Array({kind})')}"
+            return f"`{column}` = {bind(value, kind)}"
+
+        if isinstance(project_ids, int):
+            where.append(f"project_id = {bind(project_ids, 'UInt64')}")
+        elif project_ids is not None:
+            where.append(f"project_id IN {bind(sorted(set(project_ids)), 'Array(UInt64)')}")
+        if trace_ids is not None:
+            where.append(f"trace_id IN {bind(sorted(set(trace_ids)), 'Array(String)')}")
+        if span_ids is not None:
+            where.append(f"span_id IN {bind(sorted(set(span_ids)), 'Array(String)')}")
+        for column, bounds in (("started_at", started), ("received_at", received)):
+            lo, hi = bounds or (None, None)
+            if lo is not None:
+                where.append(f"`{column}` >= {bind(_aware(lo), _TIME)}")
+            if hi is not None:
+                where.append(f"`{column}` < {bind(_aware(hi), _TIME)}")
+        for column, value in (equals or {}).items():
+            where.append(equal(column, value))
+        for column in nonempty:
+            where.append(f"`{column}` != ''")
+        if any_of is not None:
+            clauses = []
+            for clause in any_of:
+                parts = [equal(c, v) for c, v in (clause.get("equals") or {}).items()]
+                if clause.get("has_key"):
+                    parts.append(f"JSONHas(attributes, {bind(clause['has_key'], 'String')})")
+                clauses.append("(" + " AND ".join(parts) + ")")
+            where.append("(" + " OR ".join(clauses or ["0"]) + ")")
+        for key in lacks_keys:
+            where.append(f"NOT JSONHas(attributes, {bind(key, 'String')})")
+        return where or ["1"], params
+
+    def select_spans(
+        self,
+        project_ids: int | Sequence[int] | None,
+        *,
+        columns: Sequence[str],
+        trace_ids: Iterable[Any] | None = None,
+        span_ids: Sequence[str] | None = None,
+        started: tuple[datetime | None, datetime | None] | None = None,
+        received: tuple[datetime | None, datetime | None] | None = None,
+        equals: Mapping[str, Any] | None = None,
+        nonempty: Sequence[str] = (),
+        any_of: Sequence[Mapping[str, Any]] | None = None,
+        lacks_keys: Sequence[str] = (),
+        keys: Mapping[str, str] | None = None,
+        absent_from: Any = None,
+        order: Sequence[str] | str = ("started_at", "span_id"),
+        after: Any = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The spans that match (query.py), one per span (FINAL), as dicts of `columns`.
+
+        `trace_ids` may be a relational QuerySet (its trace ids are read first) and is
+        asked in parts of KEYS_PER_QUERY. `absent_from` (a relational QuerySet) is
+        applied to the candidates read here; with the "arrival" order and a limit, reads
+        go on past the cursor until `limit` rows remain or the spans run out."""
+        spec = query.check_select(
+            columns=columns,
+            equals=equals,
+            nonempty=nonempty,
+            any_of=any_of,
+            lacks_keys=lacks_keys,
+            order=order,
+            after=after,
+            keys=keys,
+        )
+        filters = {
+            "started": started,
+            "received": received,
+            "equals": equals,
+            "nonempty": nonempty,
+            "any_of": any_of,
+            "lacks_keys": lacks_keys,
+            "span_ids": span_ids,
+        }
+        names = list(spec.columns)
+        wanted = (*_KEY, *_sort(spec))
+        extra = [c for c in dict.fromkeys(wanted) if c not in names]
+        if trace_ids is None:
+            parts: list[list[str] | None] = [None]
+        else:
+            ids = sorted({r["trace_id"] if isinstance(r, dict) else r for r in trace_ids})
+            parts = [ids[i : i + KEYS_PER_QUERY] for i in range(0, len(ids), KEYS_PER_QUERY)]
+        rows: list[dict[str, Any]] = []
+        for part in parts:
+            rows.extend(
+                self._select_part(
+                    project_ids, part, filters, names + extra, spec, absent_from, after, limit, keys
+                )
+            )
+        if len(parts) > 1:
+            sort = _sort(spec)
+            rows.sort(key=lambda r: tuple(r[c] for c in sort))
+            rows = rows[:limit] if limit is not None else rows
+        for row in rows:
+            if spec.arrival:
+                row[query.CURSOR] = tuple(row[c] for c in _ARRIVAL)
+            for name in extra:
+                del row[name]
+        return rows
+
+    def _select_part(
+        self, project_ids, trace_ids, filters, names, spec, absent_from, after, limit, keys
+    ):
+        where, params = self._where(project_ids, trace_ids=trace_ids, **filters)
+        selected = self._columns(names)
+        for i, (alias, key) in enumerate((keys or {}).items()):
+            # the value as text, as PostgreSQL's ->> gives it: a string unquoted, any
+            # other value as its JSON, NULL when absent or null
+            params[f"k{i}"] = key
+            k = f"{{k{i}:String}}"
+            kind = f"JSONType(attributes, {k})"
+            selected += (
+                f", multiIf({kind} = 'String', JSONExtractString(attributes, {k}),"
+                f" {kind} = 'Null', NULL, JSONExtractRaw(attributes, {k})) AS `{alias}`"
+            )
+        sort = _sort(spec)
+        tail = (f" ORDER BY {', '.join(f'`{c}`' for c in sort)}" if sort else "") + (
+            " LIMIT {limit:UInt64}" if limit is not None else ""
+        )
+        if limit is not None:
+            params["limit"] = limit
+        head = f"SELECT {selected} FROM {self.table} FINAL WHERE {' AND '.join(where)}"
+        # keyset paging in the arrival order, past the cursor
+        paged = (
+            " AND (received_at, project_id, trace_id, span_id) >"
+            " ({a0:DateTime64(6, 'UTC')}, {a1:UInt64}, {a2:String}, {a3:String})"
+        )
+
+        def page(cursor) -> list[dict[str, Any]]:
+            if cursor is None:
+                return self._select(head + tail, params)
+            received, project, trace, span_id = cursor
+            more = {"a0": _aware(received), "a1": project, "a2": trace, "a3": span_id}
+            return self._select(head + paged + tail, {**params, **more})
+
+        cursor = after if spec.arrival else None
+        if absent_from is None:
+            return page(cursor)
+        kept: list[dict[str, Any]] = []
+        while True:
+            rows = page(cursor)
+            kept.extend(_absent(rows, absent_from))
+            if not spec.arrival or limit is None or len(rows) < limit or len(kept) >= limit:
+                return kept[:limit] if limit is not None else kept
+            # this page was mostly recorded already: read on past it
+            cursor = tuple(rows[-1][c] for c in _ARRIVAL)
+
+    def sum_spans(
+        self,
+        project_id: int,
+        *,
+        group: str,
+        measure: str,
+        started: tuple[datetime, datetime],
+        equals: Mapping[str, Any] | None = None,
+        trace_ids: Iterable[Any] | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[Any, Any]]:
+        """[(group value, amount)] largest first, one row per span (FINAL); `measure` is
+        "cost_usd" or "tokens" (input + output). The started range bounds the key's days."""
+        query.check_sum(group, measure, equals)
+        amount = "sum(cost_usd)" if measure == "cost_usd" else "sum(input_tokens + output_tokens)"
+        if trace_ids is None:
+            parts: list[list[str] | None] = [None]
+        else:
+            ids = sorted({r["trace_id"] if isinstance(r, dict) else r for r in trace_ids})
+            parts = [ids[i : i + KEYS_PER_QUERY] for i in range(0, len(ids), KEYS_PER_QUERY)]
+        totals: dict[Any, Any] = {}
+        for part in parts:
+            where, params = self._where(project_id, trace_ids=part, started=started, equals=equals)
+            one = len(parts) == 1 and limit is not None
+            result = self.client.query(
+                f"SELECT `{group}` AS key, {amount} AS amount FROM {self.table} FINAL"
+                f" WHERE {' AND '.join(where)} GROUP BY key ORDER BY amount DESC, key"
+                + (" LIMIT {limit:UInt64}" if one else ""),
+                parameters={**params, **({"limit": limit} if one else {})},
+                settings=_READ_SETTINGS,
+            )
+            for key, value in result.result_rows:
+                totals[key] = value if key not in totals else totals[key] + value
+        ranked = sorted(totals.items(), key=lambda kv: (-(kv[1] or 0), kv[0]))
+        return ranked[:limit] if limit is not None else ranked
+
+    def count_spans(
+        self,
+        project_id: int,
+        *,
+        group: str,
+        started: tuple[datetime, datetime],
+        equals: Mapping[str, Any] | None = None,
+        nonempty: Sequence[str] = (),
+        counted: str | None = None,
+    ) -> dict[Any, tuple[int, int]]:
+        """{group value: (spans, of which `counted` is not empty)}, one row per span."""
+        query.check_count(group, equals, nonempty, counted)
+        where, params = self._where(project_id, started=started, equals=equals, nonempty=nonempty)
+        with_value = f"countIf(`{counted}` != '')" if counted else "0"
+        result = self.client.query(
+            f"SELECT `{group}` AS key, count() AS n, {with_value} AS v FROM {self.table} FINAL"
+            f" WHERE {' AND '.join(where)} GROUP BY key ORDER BY key",
+            parameters=params,
+            settings=_READ_SETTINGS,
+        )
+        return {key: (int(n), int(v)) for key, n, v in result.result_rows}
+
     def count(self, project_id: int | None = None, *, final: bool = True) -> int:
         source = f"{self.table} FINAL" if final else self.table
         if project_id is None:
@@ -501,3 +746,28 @@ class ClickHouseSpanStore:
     def optimize(self) -> None:
         """Merge every partition down to one part (tests and benchmarks only)."""
         self.client.command(f"OPTIMIZE TABLE {self.table} FINAL")
+
+
+def _sort(spec: query.Select) -> tuple[str, ...]:
+    """The columns of select_spans' order: "arrival" is received_at, then the key."""
+    if spec.arrival:
+        return _ARRIVAL
+    if spec.order and spec.order[-1] == query.ARRIVAL:
+        head = spec.order[:-1]
+        return (*head, *(c for c in _ARRIVAL if c not in head))
+    return spec.order
+
+
+def _absent(rows: list[dict[str, Any]], recorded: Any) -> list[dict[str, Any]]:
+    """The rows that have no row in `recorded` (a relational QuerySet with project_id,
+    trace_id and span_id): one look-up of the candidates' keys."""
+    if not rows:
+        return rows
+    found = set(
+        recorded.filter(
+            project_id__in={r["project_id"] for r in rows},
+            trace_id__in={r["trace_id"] for r in rows},
+            span_id__in={r["span_id"] for r in rows},
+        ).values_list("project_id", "trace_id", "span_id")
+    )
+    return [r for r in rows if (r["project_id"], r["trace_id"], r["span_id"]) not in found]

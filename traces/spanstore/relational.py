@@ -14,7 +14,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum, Value
+from django.db.models.fields.json import KT
+
 from traces.models import Span
+from traces.spanstore import query
 
 BUCKETS = {"15m": 900, "hour": 3600, "day": 86400}
 GROUPS = ("model", "agent", "provider", "service_name", "agent_version", "prompt_version")
@@ -166,8 +170,182 @@ class RelationalSpanStore:
             for (b, k), v in sorted(acc.items())
         ]
 
+    # -- the general read (docs/span-store.md, "Reads") ------------------------------
+
+    def select_spans(
+        self,
+        project_ids: int | Sequence[int] | None,
+        *,
+        columns: Sequence[str],
+        trace_ids: Sequence[str] | QuerySet | None = None,
+        span_ids: Sequence[str] | None = None,
+        started: tuple[datetime | None, datetime | None] | None = None,
+        received: tuple[datetime | None, datetime | None] | None = None,
+        equals: Mapping[str, Any] | None = None,
+        nonempty: Sequence[str] = (),
+        any_of: Sequence[Mapping[str, Any]] | None = None,
+        lacks_keys: Sequence[str] = (),
+        keys: Mapping[str, str] | None = None,
+        absent_from: QuerySet | None = None,
+        order: Sequence[str] | str = ("started_at", "span_id"),
+        after: Any = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The spans that match, as dicts of `columns` (see query.check_select). One ORM
+        query: the filters, the anti-join on `absent_from` and the order are the ones the
+        call sites ran before the seam, so their plans are unchanged."""
+        spec = query.check_select(
+            columns=columns,
+            equals=equals,
+            nonempty=nonempty,
+            any_of=any_of,
+            lacks_keys=lacks_keys,
+            order=order,
+            after=after,
+            keys=keys,
+        )
+        qs = Span.objects.all()
+        if project_ids is not None:
+            if isinstance(project_ids, int):
+                qs = qs.filter(project_id=project_ids)
+            else:
+                qs = qs.filter(project_id__in=list(project_ids))
+        if trace_ids is not None:
+            qs = qs.filter(trace_id__in=trace_ids)
+        if span_ids is not None:
+            qs = qs.filter(span_id__in=list(span_ids))
+        for name, (lo, hi) in (
+            ("started_at", started or (None, None)),
+            ("received_at", received or (None, None)),
+        ):
+            if lo is not None:
+                qs = qs.filter(**{f"{name}__gte": lo})
+            if hi is not None:
+                qs = qs.filter(**{f"{name}__lt": hi})
+        qs = qs.filter(_equals_q(equals or {}))
+        for name in nonempty:
+            qs = qs.exclude(**{name: ""})
+        if any_of is not None:
+            if not any_of:
+                return []
+            match = _clause_q(any_of[0])
+            for clause in any_of[1:]:
+                match |= _clause_q(clause)
+            qs = qs.filter(match)
+        for key in lacks_keys:
+            qs = qs.exclude(attributes__has_key=key)
+        if absent_from is not None:
+            qs = qs.filter(
+                ~Exists(
+                    absent_from.filter(
+                        project_id=OuterRef("project_id"),
+                        trace_id=OuterRef("trace_id"),
+                        span_id=OuterRef("span_id"),
+                    )
+                )
+            )
+        names = list(spec.columns)
+        if keys:
+            qs = qs.annotate(**{alias: KT(f"attributes__{key}") for alias, key in keys.items()})
+            names.extend(keys)
+        if spec.arrival:
+            # the order spans were stored in: the primary key here
+            if after is not None:
+                qs = qs.filter(id__gt=after)
+            qs = qs.order_by("id")
+            names.append("id")
+        else:
+            qs = qs.order_by(*("id" if c == query.ARRIVAL else c for c in spec.order))
+        if limit is not None:
+            qs = qs[:limit]
+        rows = list(qs.values(*names))
+        if spec.arrival:
+            for row in rows:
+                row[query.CURSOR] = row.pop("id")
+        return rows
+
+    def sum_spans(
+        self,
+        project_id: int,
+        *,
+        group: str,
+        measure: str,
+        started: tuple[datetime, datetime],
+        equals: Mapping[str, Any] | None = None,
+        trace_ids: Sequence[str] | QuerySet | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[Any, Any]]:
+        """[(group value, amount)] largest first; `measure` is "cost_usd" or "tokens"
+        (input + output). One GROUP BY (a subquery when `trace_ids` is a QuerySet)."""
+        query.check_sum(group, measure, equals)
+        qs = Span.objects.filter(
+            project_id=project_id, started_at__gte=started[0], started_at__lt=started[1]
+        ).filter(_equals_q(equals or {}))
+        if trace_ids is not None:
+            qs = qs.filter(trace_id__in=trace_ids)
+        amount = (
+            Sum("cost_usd")
+            if measure == "cost_usd"
+            else Sum(F("input_tokens") + F("output_tokens"))
+        )
+        ranked = qs.order_by().values(group).annotate(amount=amount).order_by("-amount")
+        if limit is not None:
+            ranked = ranked[:limit]
+        return [(r[group], r["amount"]) for r in ranked]
+
+    def count_spans(
+        self,
+        project_id: int,
+        *,
+        group: str,
+        started: tuple[datetime, datetime],
+        equals: Mapping[str, Any] | None = None,
+        nonempty: Sequence[str] = (),
+        counted: str | None = None,
+    ) -> dict[Any, tuple[int, int]]:
+        """{group value: (spans, of which `counted` is not empty)}: one GROUP BY."""
+        return _count_spans(
+            project_id,
+            group=group,
+            started=started,
+            equals=equals,
+            nonempty=nonempty,
+            counted=counted,
+        )
+
     def count(self, project_id: int | None = None, *, final: bool = True) -> int:
         qs = (
             Span.objects.all() if project_id is None else Span.objects.filter(project_id=project_id)
         )
         return qs.count()
+
+
+def _count_spans(
+    project_id, *, group, started, equals=None, nonempty=(), counted=None
+) -> dict[Any, tuple[int, int]]:
+    query.check_count(group, equals, nonempty, counted)
+    qs = Span.objects.filter(
+        project_id=project_id, started_at__gte=started[0], started_at__lt=started[1]
+    ).filter(_equals_q(equals or {}))
+    for name in nonempty:
+        qs = qs.exclude(**{name: ""})
+    with_value = Count("id", filter=~Q(**{counted: ""})) if counted else Value(0)
+    rows = qs.values(group).annotate(n=Count("id"), v=with_value).order_by(group)
+    return {r[group]: (r["n"], r["v"]) for r in rows}
+
+
+def _equals_q(equals: Mapping[str, Any]) -> Q:
+    q = Q()
+    for name, value in equals.items():
+        if isinstance(value, list | tuple | set | frozenset):
+            q &= Q(**{f"{name}__in": list(value)})
+        else:
+            q &= Q(**{name: value})
+    return q
+
+
+def _clause_q(clause: Mapping[str, Any]) -> Q:
+    q = _equals_q(clause.get("equals") or {})
+    if clause.get("has_key"):
+        q &= Q(attributes__has_key=clause["has_key"])
+    return q
