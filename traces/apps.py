@@ -11,3 +11,12 @@ class TracesConfig(AppConfig):
 
         checks.register(retention.check_rollup_retention)
         checks.register(retention.check_project_retention, checks.Tags.database)
+
+        from django.db.models.signals import post_delete
+
+        from traces.models import Project
+        from traces.spanstore import project_spans_delete
+
+        # However a project goes (the admin, a shell, a cascade), its spans in an external
+        # span store go with it; its relational rows go by the database's cascade.
+        post_delete.connect(project_spans_delete, sender=Project, dispatch_uid="project-spans")

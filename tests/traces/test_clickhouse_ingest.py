@@ -42,7 +42,8 @@ pytestmark = pytest.mark.django_db
 def ch(ch_store, project, settings):
     """The ClickHouse span store selected for this test, with no spans of this test's
     project (SQLite gives the same project ids again in every test)."""
-    ch_store.delete_project(project.pk)
+    project_id = project.pk  # a test may delete the project
+    ch_store.delete_project(project_id)
     settings.SPAN_STORE_URL = ch_store.url
     ModelPriceOverride.objects.create(
         model=MODEL,
@@ -51,7 +52,7 @@ def ch(ch_store, project, settings):
         output_per_mtok=Decimal(1000),
     )
     yield ch_store
-    ch_store.delete_project(project.pk)
+    ch_store.delete_project(project_id)
 
 
 def post(body: bytes, secret: str):
@@ -102,6 +103,28 @@ def test_spans_land_in_the_store_and_not_in_traces_span(ch, project, ingest_secr
     assert len(batch.token) == 32
     tokens = ch.trace_spans(project.pk, trace.trace_id, columns=["batch_token"])
     assert {s["batch_token"] for s in tokens} == {batch.token}
+
+
+def test_deleting_a_project_deletes_its_spans_from_the_store(
+    ch, project, other_project, ingest_secret, run_spans, django_capture_on_commit_callbacks
+):
+    accepted(post(protobuf_body(run_spans), ingest_secret))
+    kept = ch.insert_spans(other_project.pk, [], "none", retention_days=30)  # nothing
+    ch.insert_spans(
+        other_project.pk,
+        ch.trace_spans(project.pk, Trace.objects.get(project=project).trace_id),
+        "copy",
+        retention_days=30,
+    )
+    assert (kept, ch.count(project.pk), ch.count(other_project.pk)) == (0, 4, 4)
+
+    project_id = project.pk
+    with django_capture_on_commit_callbacks(execute=True):
+        project.delete()
+
+    assert ch.count(project_id) == 0
+    assert ch.count(other_project.pk) == 4  # another project's spans stay
+    ch.delete_project(other_project.pk)
 
 
 def test_the_same_request_sent_again_counts_once(ch, project, ingest_secret, run_spans):

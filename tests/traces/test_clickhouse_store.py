@@ -121,6 +121,31 @@ def test_both_copies_are_stored_until_a_merge_keeps_the_first(ch_store, pid):
     assert ch_store.batch_spans(pid, ["second"]) == []
 
 
+def test_async_inserts_wait_for_the_rows_and_still_drop_a_retried_batch(ch_store, pid):
+    # What a server URL does by default: the server gathers concurrent inserts into one
+    # part; the insert returns once the rows are stored, and a retry is still dropped.
+    sent = []
+
+    class Recording:  # the real client, noting the settings of each insert
+        def __getattr__(self, name):
+            return getattr(ch_store.client, name)
+
+        def insert(self, *args, settings=None, **kwargs):
+            sent.append(settings)
+            return ch_store.client.insert(*args, settings=settings, **kwargs)
+
+    store = ClickHouseSpanStore(f"{ch_store.url}?async_insert=1", client=Recording())
+    assert store.async_insert and not ch_store.async_insert
+    rows = [span(i) for i in range(3)]
+    for _ in range(3):
+        store.insert_spans(pid, rows, "async-1", retention_days=RETENTION)
+        assert store.count(pid, final=False) == 3  # readable as soon as it returns
+    store.insert_spans(pid, [span(3)], "async-2", retention_days=RETENTION)
+    assert store.count(pid, final=False) == 4
+    assert all(s["async_insert"] == s["wait_for_async_insert"] == 1 for s in sent)
+    assert {s["insert_deduplication_token"] for s in sent} == {f"{pid}:async-1", f"{pid}:async-2"}
+
+
 def test_insert_tokens_are_scoped_by_project(ch_store, pid):
     ch_store.insert_spans(pid, [span(0)], "same", retention_days=RETENTION)
     ch_store.insert_spans(pid + 1, [span(0)], "same", retention_days=RETENTION)
@@ -262,12 +287,20 @@ def test_span_store_urls_are_parsed():
             "password": "p@ss",
         },
         "database": "spans",
+        "async_insert": True,
     }
     assert parse_url("clickhouses://ch")["client"]["port"] == 8443
     assert parse_url("chdb:///var/lib/agentops/ch") == {
         "client": {"interface": "chdb", "path": "/var/lib/agentops/ch"},
         "database": "agentops",
+        "async_insert": False,
     }
+    assert parse_url("clickhouse://ch/db?async_insert=0")["async_insert"] is False
+    assert parse_url("chdb:///x?async_insert=1")["async_insert"] is True
+    with pytest.raises(ValueError, match="async_insert must be 0 or 1"):
+        parse_url("clickhouse://ch/db?async_insert=yes")
+    with pytest.raises(ValueError, match="unknown option"):
+        parse_url("clickhouse://ch/db?secure=1")
     with pytest.raises(ValueError, match="plain database name"):
         parse_url("clickhouse://ch/db`; DROP")
     with pytest.raises(ValueError, match="unknown scheme"):

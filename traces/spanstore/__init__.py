@@ -16,10 +16,12 @@ rollups and controls whichever is chosen.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from django.conf import settings
 
+logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _stores: dict[str, object] = {}
 
@@ -56,3 +58,25 @@ def projects_scope(project_id: int | None, store=None):
     from traces.models import Project
 
     return list(Project.objects.order_by("pk").values_list("pk", flat=True))
+
+
+def project_spans_delete(sender, instance, **kwargs) -> None:
+    """post_delete of a Project: delete its spans from an external store once the
+    deletion commits (a rolled-back delete keeps them). The relational store's spans go
+    by the foreign key's cascade."""
+    from django.db import transaction
+
+    store = span_store()
+    if store.kind == "relational":
+        return
+    project_id = instance.pk
+
+    def forget() -> None:
+        try:
+            store.delete_project(project_id)
+        except Exception:
+            # The project is gone already; its spans expire by TTL, and no read sees
+            # them (every read names existing projects). Said, not raised.
+            logger.exception("span store: spans of deleted project %s not deleted", project_id)
+
+    transaction.on_commit(forget)

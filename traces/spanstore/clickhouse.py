@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import orjson
 
@@ -127,6 +127,19 @@ DEDUP_WINDOW = 10_000
 # (trace_id, span_id) pairs asked per existing_keys statement.
 KEYS_PER_QUERY = 2_000
 
+# A server gathers the inserts of every receiver into one part (flushed within 200 ms, or
+# at 10 MB) rather than one part per OTLP request: at 1,000 spans/s in 100-span requests,
+# ten small parts a second would otherwise pile up faster than merges fold them ("too
+# many parts"). wait_for_async_insert keeps the promise of the 200: the answer goes once
+# the rows are on disk. The deduplication token still applies (async_insert_deduplicate).
+_ASYNC_INSERT = {
+    "async_insert": 1,
+    "wait_for_async_insert": 1,
+    "async_insert_deduplicate": 1,
+    "async_insert_busy_timeout_max_ms": 200,
+    "async_insert_max_data_size": 10_485_760,
+}
+
 # Copies of a span share its start, hence its partition: FINAL need not merge across them.
 _READ_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
 
@@ -222,9 +235,18 @@ def _decode(names: Sequence[str], rows: Iterable[Sequence]) -> list[dict[str, An
 
 def parse_url(url: str) -> dict[str, Any]:
     """clickhouse://user:pass@host:8123/db (clickhouses:// for TLS), chdb:///path or
-    chdb:// (in memory) → keyword arguments for clickhouse_connect.get_client and the
-    database name."""
+    chdb:// (in memory) → keyword arguments for clickhouse_connect.get_client, the
+    database name and whether inserts are asynchronous (`?async_insert=0|1`; on by
+    default for a server, off for chDB, see ClickHouseSpanStore.insert_spans)."""
     parsed = urlparse(url)
+    options = parse_qs(parsed.query)
+    unknown = sorted(set(options) - {"async_insert"})
+    if unknown:
+        raise ValueError(f"SPAN_STORE_URL: unknown option(s) {', '.join(unknown)}")
+    flag = options.get("async_insert", [None])[-1]
+    if flag not in (None, "0", "1"):
+        raise ValueError("SPAN_STORE_URL: async_insert must be 0 or 1")
+    async_insert = parsed.scheme != "chdb" if flag is None else flag == "1"
     database = unquote(parsed.path.lstrip("/")) if parsed.scheme != "chdb" else ""
     if parsed.scheme == "chdb":
         database = "agentops"
@@ -245,7 +267,7 @@ def parse_url(url: str) -> dict[str, Any]:
         raise ValueError(f"SPAN_STORE_URL: unknown scheme {parsed.scheme!r}")
     if not _IDENTIFIER.match(database):
         raise ValueError(f"SPAN_STORE_URL: {database!r} is not a plain database name")
-    return {"client": kwargs, "database": database}
+    return {"client": kwargs, "database": database, "async_insert": async_insert}
 
 
 class ClickHouseSpanStore:
@@ -259,6 +281,7 @@ class ClickHouseSpanStore:
         config = parse_url(url)
         self.url = url
         self.database = config["database"]
+        self.async_insert = config["async_insert"]
         self.client = client or clickhouse_connect.get_client(**config["client"])
         self.table = f"`{self.database}`.`{TABLE}`"
 
@@ -305,6 +328,7 @@ class ClickHouseSpanStore:
                 "insert_deduplication_token": f"{project_id}:{batch_token}",
                 # one block per partition per insert, however large the batch
                 "max_insert_block_size": 1_048_576,
+                **(_ASYNC_INSERT if self.async_insert else {}),
             },
         )
         return len(rows)
