@@ -23,8 +23,8 @@ from jsonschema.exceptions import best_match
 from controls.models import ContractCheck, ToolContract
 from controls.services import json_pointer
 from traces.models import Span, Step, Trace
-from traces.spanstore import projects_scope, span_store
-from traces.spanstore.query import ARRIVAL, CURSOR
+from traces.spanstore import projects_scope, span_page, span_store
+from traces.spanstore.query import ARRIVAL
 
 CONTRACT_NAME = "agentops.contract.name"
 CONTRACT_VERSION = "agentops.contract.version"
@@ -163,10 +163,7 @@ def _pending(
         after=after,
         limit=chunk,
     )
-    if not rows:
-        return [], after
-    cursor = rows[-1][CURSOR]
-    return [Span(**{k: v for k, v in row.items() if k != CURSOR}) for row in rows], cursor
+    return span_page(rows, after)
 
 
 def _trace_agents(spans: list[Span]) -> dict[tuple[int, str], tuple[str, str]]:

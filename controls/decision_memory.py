@@ -59,8 +59,8 @@ from controls.models import DecisionRecord, PendingDecisionAction
 from rollouts.stats import RateStats, wilson_interval
 from traces.models import Outcome, Project, Span, Trace
 from traces.paging import COUNT_CAP
-from traces.spanstore import projects_scope, span_store
-from traces.spanstore.query import ARRIVAL, CURSOR
+from traces.spanstore import projects_scope, span_page, span_store
+from traces.spanstore.query import ARRIVAL
 
 PREFIX = "agentops.decision."
 ACTION = "agentops.decision.action"
@@ -177,8 +177,8 @@ def decisions_record(
         )
         if not rows:
             return created
-        after = rows[-1][CURSOR]
-        created += _store([Span(**{k: v for k, v in r.items() if k != CURSOR}) for r in rows])
+        spans, after = span_page(rows, after)
+        created += _store(spans)
 
 
 def _store(spans: list[Span]) -> int:

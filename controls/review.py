@@ -21,8 +21,8 @@ from controls.models import Approval, ReviewItem, ReviewRule, ReviewSla, ToolCon
 from rollouts.selectors import declared_phase
 from traces.models import Project, Span, Step, Trace
 from traces.services import trace_mark_intervened
-from traces.spanstore import span_store
-from traces.spanstore.query import ARRIVAL, CURSOR
+from traces.spanstore import span_page, span_store
+from traces.spanstore.query import ARRIVAL
 
 
 def review_sla_minutes(*, project_id: int, risk: str) -> int | None:
@@ -286,10 +286,7 @@ def _candidates(
         after=after,
         limit=limit,
     )
-    if not rows:
-        return [], after
-    cursor = rows[-1][CURSOR]
-    return [Span(**{k: v for k, v in row.items() if k != CURSOR}) for row in rows], cursor
+    return span_page(rows, after)
 
 
 def review_flags_scan(*, since: datetime, project_id: int | None = None) -> int:

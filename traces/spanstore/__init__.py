@@ -80,3 +80,15 @@ def project_spans_delete(sender, instance, **kwargs) -> None:
             logger.exception("span store: spans of deleted project %s not deleted", project_id)
 
     transaction.on_commit(forget)
+
+
+def span_page(rows: list[dict], after):
+    """The rows of a select_spans in ARRIVAL order as unsaved Span objects, and the
+    cursor that continues after them (`after` itself when there are none)."""
+    from traces.models import Span
+    from traces.spanstore.query import CURSOR
+
+    if not rows:
+        return [], after
+    spans = [Span(**{k: v for k, v in row.items() if k != CURSOR}) for row in rows]
+    return spans, rows[-1][CURSOR]
