@@ -7,6 +7,7 @@ production (gunicorn with uvicorn workers, bench/_server.py) on PostgreSQL.
     .venv/bin/python bench/ingest_throughput.py --server sync     # gunicorn sync workers
     .venv/bin/python bench/ingest_throughput.py --detectors       # with the controls' work
     .venv/bin/python bench/ingest_throughput.py --compare         # without and with, alternating
+    .venv/bin/python bench/ingest_throughput.py --workers 1 --span-store chdb  # in ClickHouse
 
 Each run: a fresh database, migrations, a project and key, the server started, then
 `otlp_load.py` (100-span gzip protobuf requests, concurrency 4). After the run the
@@ -38,6 +39,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -209,6 +211,10 @@ class Detectors:
         self.client.close()
 
 
+# Spans in the configured store, counted by a process of its own after the server stopped.
+COUNT_STORE = "from traces.spanstore import span_store; print(span_store().count())"
+
+
 def count(args, dbname: str, table: str) -> int:
     out = sh("psql", f"{args.pg}/{dbname}", "-qtAc", f"SELECT count(*) FROM {table}", capture=True)
     return int(out.stdout.strip())
@@ -254,6 +260,13 @@ def one_run(args, run: int) -> dict:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
     }
+    chdb_dir = None
+    if args.span_store == "chdb":
+        # The ClickHouse engine in each server process: chDB allows one process per data
+        # directory, so this needs --workers 1 (a ClickHouse server has no such limit).
+        chdb_dir = tempfile.mkdtemp(prefix="agentops-bench-chdb-")
+        env["SPAN_STORE_URL"] = f"chdb://{chdb_dir}"
+        sh(PY, "manage.py", "span_store", "--init", env=env)
     sh(PY, "manage.py", "migrate", "-v0", env=env)
     key = sh(
         PY, "manage.py", "createproject", f"bench{run}", env=env, capture=True
@@ -290,7 +303,12 @@ def one_run(args, run: int) -> dict:
         server.terminate()
         server.wait(timeout=20)
 
-    stored = count(args, dbname, "traces_span")
+    if chdb_dir is not None:
+        counted = sh(PY, "manage.py", "shell", "-c", COUNT_STORE, env=env, capture=True)
+        stored = int(counted.stdout.split()[-1])
+        shutil.rmtree(chdb_dir, ignore_errors=True)
+    else:
+        stored = count(args, dbname, "traces_span")
     accepted = report.get("spans_accepted")
     elapsed = report.get("elapsed_s") or report.get("duration_s")
     rate = stored / elapsed if elapsed else float("nan")
@@ -369,6 +387,12 @@ def main() -> None:
     p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     p.add_argument("--db", default="agentops_bench", help="database (dropped and created)")
     p.add_argument(
+        "--span-store",
+        choices=("relational", "chdb"),
+        default="relational",
+        help="where spans go: traces_span, or ClickHouse in process (chDB; needs --workers 1)",
+    )
+    p.add_argument(
         "--load-generator", default=str(ROOT.parent / "shared" / "bench" / "otlp_load.py")
     )
     p.add_argument(
@@ -377,6 +401,8 @@ def main() -> None:
         help="alternate runs without and with --detectors (--runs of each); both medians",
     )
     args = p.parse_args()
+    if args.span_store == "chdb" and args.workers != 1:
+        p.error("--span-store chdb needs --workers 1 (one chDB engine per data directory)")
 
     modes = [False, True] if args.compare else [args.detectors]
     results: dict[bool, list[dict]] = {mode: [] for mode in modes}
