@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.html import format_html
 
-from traces import admin_tokens  # noqa: F401  (personal API tokens)
+from traces import admin_tokens, retention  # noqa: F401  (admin_tokens: personal API tokens)
 from traces.models import (
     IngestBatch,
     IngestKey,
@@ -39,10 +39,28 @@ class IngestKeyInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "retention_days", "created_at"]
+    list_display = ["name", "slug", "retention", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline, IngestKeyInline]
+
+    @admin.display(description="Retention", ordering="retention_days")
+    def retention(self, obj: Project) -> str:
+        if obj.retention_days:
+            return f"{obj.retention_days} days"
+        return f"{retention.default_retention_days()} days (default)"
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        field = form.base_fields.get("retention_days")
+        if field is not None:  # the setting's value, not only its name
+            field.help_text = (
+                "Days of spans and traces kept (whole UTC days before today). Blank: "
+                f"{retention.default_retention_days()} days (SPAN_RETENTION_DAYS). Rollups, "
+                f"which budgets and KPI history read, are kept "
+                f"{retention.rollup_retention_days()} days (ROLLUP_RETENTION_DAYS)."
+            )
+        return form
 
 
 @admin.register(IngestKey)

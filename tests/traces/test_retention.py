@@ -480,3 +480,17 @@ def test_partitions_module_does_nothing_without_partitions():
     else:
         assert not partitions.is_partitioned()
         assert ensure_partitions(now=NOW) == []
+
+
+def test_the_admin_shows_each_projects_retention_and_the_default_in_days(settings, admin_client):
+    settings.SPAN_RETENTION_DAYS, settings.ROLLUP_RETENTION_DAYS = 45, 500
+    retention.retention_cache_clear()
+    ProjectFactory(slug="default-kept")
+    ProjectFactory(slug="short-kept", retention_days=7)
+
+    listing = admin_client.get("/admin/traces/project/").content.decode()
+    assert "45 days (default)" in listing and "7 days" in listing
+
+    page = admin_client.get("/admin/traces/project/add/").content.decode()
+    assert "Blank: 45 days (SPAN_RETENTION_DAYS)" in page
+    assert "kept 500 days (ROLLUP_RETENTION_DAYS)" in page
