@@ -2116,60 +2116,49 @@ class Turn:
 def session_conversation(*, project: Project, traces: list[Trace]) -> list[Turn]:
     """The runs of a session page as a transcript, in their order: each run's user input
     and answer from its root span's messages, else from its first and last model calls.
-    Two queries at most, for one page of runs."""
+    Two reads of the span store at most, for one page of runs, bounded by the runs' days."""
     turns = {t.trace_id: Turn(trace=t) for t in traces}
     if not turns:
         return []
-    store = _clickhouse()
-    if store is not None:
-        return _session_conversation_ch(store, traces, turns)
+    store = span_store()
+    started = (
+        min(t.started_at for t in traces) - SPAN_READ_MARGIN,
+        max(t.ended_at for t in traces) + SPAN_READ_MARGIN,
+    )
     roots = {t.trace_id: t.root_span_id for t in traces}
-    rows = Span.objects.filter(
-        project=project, trace_id__in=list(turns), parent_span_id=""
-    ).values_list("trace_id", "span_id", "attributes", "events")
-    for trace_id, span_id, attributes, events in rows:
-        if roots[trace_id] and span_id != roots[trace_id]:
+    rows = store.select_spans(
+        project.pk,
+        columns=("trace_id", "span_id", "attributes", "events"),
+        trace_ids=list(turns),
+        equals={"parent_span_id": ""},
+        started=started,
+        order=[],
+    )
+    for row in rows:
+        trace_id = row["trace_id"]
+        if roots[trace_id] and row["span_id"] != roots[trace_id]:
             continue
-        _turn_fill(turns[trace_id], extract_messages(attributes, events))
+        _turn_fill(turns[trace_id], extract_messages(row["attributes"], row["events"]))
     missing = [tid for tid, turn in turns.items() if not (turn.asked and turn.answered)]
     if missing:
-        calls = (
-            Span.objects.filter(project=project, trace_id__in=missing, step=LLM)
-            .order_by("trace_id", "started_at", "id")
-            .values_list("trace_id", "attributes", "events")
+        calls = store.select_spans(
+            project.pk,
+            columns=("trace_id", "attributes", "events"),
+            trace_ids=missing,
+            equals={"step": LLM},
+            started=started,
+            order=["trace_id", "started_at", "span_id"],
         )
         by_trace: dict[str, list[Messages]] = {}
-        for trace_id, attributes, events in calls:
-            by_trace.setdefault(trace_id, []).append(extract_messages(attributes, events))
+        for row in calls:
+            messages = extract_messages(row["attributes"], row["events"])
+            by_trace.setdefault(row["trace_id"], []).append(messages)
         for trace_id, messages in by_trace.items():
             turn = turns[trace_id]
             if not turn.asked:
                 turn.asked = _clip_turn(_first_message(messages[0].input, "user"))
             if not turn.answered:
                 turn.answered = _clip_turn(_last_message(messages[-1].output))
-    return [turns[t.trace_id] for t in traces]
-
-
-_SESSION_CH = ("span_id", "parent_span_id", "step", "attributes", "events")
-
-
-def _session_conversation_ch(store, traces: list[Trace], turns: dict[str, Turn]) -> list[Turn]:
-    """session_conversation from ClickHouse: one read per run, bounded by its summary's
-    days (the store reads one trace at a time), of the columns the transcript quotes."""
-    for t in traces:
-        turn = turns[t.trace_id]
-        rows = _ch_trace_rows(store, t, _SESSION_CH)
-        for span_id, parent, _, attributes, events in rows:
-            if not parent and (not t.root_span_id or span_id == t.root_span_id):
-                _turn_fill(turn, extract_messages(attributes, events))
-        if turn.asked and turn.answered:
-            continue
-        calls = [extract_messages(a, e) for _, _, step, a, e in rows if step == LLM]
-        if calls:
-            if not turn.asked:
-                turn.asked = _clip_turn(_first_message(calls[0].input, "user"))
-            if not turn.answered:
-                turn.answered = _clip_turn(_last_message(calls[-1].output))
     return [turns[t.trace_id] for t in traces]
 
 
