@@ -15,7 +15,9 @@ class TracesConfig(AppConfig):
         from django.db.models.signals import post_delete
 
         from traces.models import Project
-        from traces.spanstore import project_spans_delete
+        from traces.spanstore import check_span_store_url, project_spans_delete
+
+        checks.register(check_span_store_url)
 
         # However a project goes (the admin, a shell, a cascade), its spans in an external
         # span store go with it; its relational rows go by the database's cascade.

@@ -36,6 +36,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, models, transaction
 
 from traces import retention
+from traces.dberrors import is_outage
 from traces.models import Outcome, Project, Rollup, Span, Trace
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class RetentionReport:
     # (what, project slug or "", rows)
     deleted: list[tuple[str, str, int]] = field(default_factory=list)
     analyzed: bool = False  # the partitioned table's statistics were refreshed
+    failed: list[str] = field(default_factory=list)  # projects whose deletes failed
 
     @property
     def rows(self) -> int:
@@ -83,6 +85,7 @@ class RetentionReport:
             f"{would}delete {n} {what}" + (f" of project {slug}" if slug else "")
             for what, slug, n in self.deleted
         ]
+        out += [f"project {slug} failed (see the log; next run retries)" for slug in self.failed]
         return out
 
 
@@ -304,10 +307,18 @@ def enforce_retention(*, now: datetime | None = None, dry_run: bool = False) -> 
         for model, name in retention.span_scoped():
             qs = model.objects.filter(project_id=project_id, **_before(model, name, cutoff))
             steps.append((model._meta.verbose_name_plural, qs, None))
-        for what, qs, prune in steps:
-            n = _delete_batched(qs, dry_run=dry_run, prune=prune)
-            if n:
-                report.deleted.append((str(what), slug, n))
+        try:
+            for what, qs, prune in steps:
+                n = _delete_batched(qs, dry_run=dry_run, prune=prune)
+                if n:
+                    report.deleted.append((str(what), slug, n))
+        except DatabaseError as exc:
+            if is_outage(exc):
+                raise
+            # One project's rows must not stop the others' retention: said, and retried
+            # at the next run (every step is idempotent).
+            logger.exception("retention: project %s failed; the others go on", slug)
+            report.failed.append(slug)
 
     rollup_cutoff = retention.cutoff_for(retention.rollup_retention_days(), now)
     rollups = [(Rollup, "bucket_start"), *retention.rollup_scoped()]

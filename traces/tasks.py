@@ -29,4 +29,5 @@ def enforce_retention() -> dict:
         "dropped": [name for name, _ in report.dropped],
         "skipped": report.skipped,
         "deleted": report.rows - sum(n for _, n in report.dropped),
+        "failed_projects": report.failed,
     }

@@ -327,3 +327,17 @@ def test_the_span_store_command_creates_the_schema_and_reports_sizes(settings, c
     text = out.getvalue()
     assert f"chdb://{ch_store.url.removeprefix('chdb://')}" in text
     assert "bytes per span" in text and text.rstrip().endswith("OK")
+
+
+def test_an_unusable_span_store_url_is_a_system_check_error(settings):
+    from traces.spanstore import check_span_store_url
+
+    settings.SPAN_STORE_URL = ""
+    assert check_span_store_url() == []
+    settings.SPAN_STORE_URL = "clickhouse://ch:8123/agentops?async_insert=1"
+    assert check_span_store_url() == []
+    settings.SPAN_STORE_URL = "mysql://x/y"
+    [error] = check_span_store_url()
+    assert error.id == "traces.E020" and "unknown scheme" in error.msg
+    settings.SPAN_STORE_URL = "clickhouse://ch/db?async_insert=yes"
+    assert check_span_store_url()[0].id == "traces.E020"

@@ -92,3 +92,30 @@ def span_page(rows: list[dict], after):
         return [], after
     spans = [Span(**{k: v for k, v in row.items() if k != CURSOR}) for row in rows]
     return spans, rows[-1][CURSOR]
+
+
+def check_span_store_url(app_configs=None, **kwargs):
+    """A SPAN_STORE_URL that cannot be used is said at start-up (`migrate`, `check`, `up`),
+    not by every ingest request failing."""
+    from django.core.checks import Error
+
+    url = settings.SPAN_STORE_URL
+    if not url:
+        return []
+    from traces.spanstore.clickhouse import parse_url
+
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        return [Error(str(exc), hint="See README, Span store.", id="traces.E020")]
+    try:
+        import clickhouse_connect  # noqa: F401
+    except ImportError:
+        return [
+            Error(
+                "SPAN_STORE_URL names ClickHouse, but clickhouse-connect is not installed.",
+                hint="pip install '.[clickhouse]'",
+                id="traces.E021",
+            )
+        ]
+    return []
