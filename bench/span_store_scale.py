@@ -490,7 +490,9 @@ def prepare_pg(url: str, first: datetime, last: datetime) -> str:
         lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
         hi = lo + timedelta(days=1)
         if not any(p.overlaps(lo, hi) for p in existing):
-            partitions._create_partition(f"{partitions.TABLE}_p{day:%Y%m%d}", lo, hi)
+            partitions._create_partition(
+                partitions.SPANS, f"{partitions.TABLE}_p{day:%Y%m%d}", lo, hi
+            )
             made += 1
         day += timedelta(days=1)
     daily = sum(1 for p in partitions.partitions() if p.name.startswith(f"{partitions.TABLE}_p"))

@@ -2,8 +2,10 @@
 
 Runs off the ingest path (a Celery task every 30 s, or `manage.py check_contracts`). The
 spans to check are read through the span store (`select_spans`, either store) without
-the spans that already have a check (project, trace_id, span_id): an anti-join on the
-relational store, a look-up of the candidates on ClickHouse; not by a watermark on the
+the spans that already have a check (project, trace_id, span_id, start: the span's key):
+an anti-join on the relational store, bounded by the earliest candidate's start so that
+PostgreSQL reads only those days of the partitioned checks, a look-up of the candidates
+on ClickHouse; not by a watermark on the
 arrival order, because a slow ingest transaction can commit a lower id after a higher
 one, and a watermark would skip it for good. Checks are inserted
 with ON CONFLICT DO NOTHING, so a re-run or two workers racing on the same spans count

@@ -57,8 +57,11 @@ class ToolContract(models.Model):
 class ContractCheck(models.Model):
     """The verdict on one tool span against the contract registry, written once per span.
 
-    Unique on (project, trace_id, span_id) and inserted with ON CONFLICT DO NOTHING, so a
-    re-run or two concurrent workers never count a span twice.
+    Unique on (project, trace_id, span_id, span_started_at), the span's own key, and
+    inserted with ON CONFLICT DO NOTHING, so a re-run or two concurrent workers never count
+    a span twice. One row per tool span, so it grows with spans: on PostgreSQL it is
+    partitioned by day of `span_started_at` like them (migration 0009), and retention drops
+    its days with theirs.
     """
 
     class Outcome(models.TextChoices):
@@ -89,7 +92,8 @@ class ContractCheck(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["project", "trace_id", "span_id"], name="contractcheck_unique_span"
+                fields=["project", "trace_id", "span_id", "span_started_at"],
+                name="contractcheck_unique_span_start",
             )
         ]
         indexes = [

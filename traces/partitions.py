@@ -1,18 +1,21 @@
 """Span partitions ahead of time, and retention enforced (traces/retention.py says how long).
 
-PostgreSQL: `traces_span` is partitioned by `started_at` (migration 0011): one partition a
-UTC day (`traces_span_pYYYYMMDD`), the table from before the migration as one partition
+PostgreSQL: `traces_span` is partitioned by `started_at` (migration 0011), and so is every
+table with one row per span that another app registered (`register_span_scoped(…,
+per_span=True)`, e.g. contract checks by `span_started_at`): one partition a UTC day
+(`traces_span_pYYYYMMDD`), the table from before its migration as one partition
 (`traces_span_legacy`, everything before the migration day + 1), and a DEFAULT partition
 for what no partition covers (clock skew, the far future, a day whose partition is not
 made yet). `ensure_partitions()` creates the days from today to SPAN_PARTITION_AHEAD_DAYS
-ahead, and any day of the retention window whose spans sit in DEFAULT; those rows move into
-the new partition in the same transaction.
+ahead, and any day of the retention window whose rows sit in DEFAULT; those rows move into
+the new partition in the same transaction. All these tables have the same days.
 
 `enforce_retention()`:
 
 1. folds pending ingest batches into the rollups first, so no span goes uncounted;
-2. PostgreSQL: drops every partition that ends at or before the cutoff of the project with
-   the longest retention: a whole day goes at the cost of a catalog change;
+2. PostgreSQL: drops every partition (of spans and of the per-span tables) that ends at or
+   before the cutoff of the project with the longest retention: a whole day goes at the
+   cost of a catalog change;
 3. deletes, in batches of RETENTION_DELETE_BATCH rows (one committed statement each), the
    spans older than each project's own cutoff (projects with a shorter retention than the
    longest; the DEFAULT and legacy partitions; every span on SQLite);
@@ -20,7 +23,7 @@ the new partition in the same transaction.
    summary is gone) and what other apps registered as span-scoped;
 5. rollups, and what is registered as rollup-scoped, past ROLLUP_RETENTION_DAYS.
 
-Dropping a partition takes a short exclusive lock on `traces_span`; it waits at most
+Dropping a partition takes a short exclusive lock on its table; it waits at most
 LOCK_TIMEOUT for running ingest transactions, else this run skips it and the next takes
 it. Everything here is idempotent: a run killed half-way leaves nothing to repair.
 """
@@ -42,7 +45,6 @@ from traces.models import Outcome, Project, Rollup, Span, Trace
 logger = logging.getLogger(__name__)
 
 TABLE = Span._meta.db_table
-DEFAULT_PARTITION = f"{TABLE}_default"
 LOCK_TIMEOUT = "5s"
 _BOUND = re.compile(r"FROM \((.+?)\) TO \((.+?)\)")
 
@@ -64,7 +66,8 @@ class Partition:
 class RetentionReport:
     dry_run: bool = False
     created: list[str] = field(default_factory=list)
-    dropped: list[tuple[str, int]] = field(default_factory=list)  # (partition, rows)
+    # (partition, rows, what a row is)
+    dropped: list[tuple[str, int, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # partitions whose lock timed out
     # (what, project slug or "", rows)
     deleted: list[tuple[str, str, int]] = field(default_factory=list)
@@ -72,14 +75,20 @@ class RetentionReport:
     failed: list[str] = field(default_factory=list)  # projects whose deletes failed
 
     @property
+    def deleted_rows(self) -> int:
+        return sum(n for *_, n in self.deleted)
+
+    @property
     def rows(self) -> int:
-        return sum(n for _, n in self.dropped) + sum(n for *_, n in self.deleted)
+        return sum(n for _, n, _ in self.dropped) + self.deleted_rows
 
     def lines(self) -> list[str]:
         would = "would " if self.dry_run else ""
         out = [f"{would}create partition {name}" for name in self.created]
         about = "" if self.dry_run else "about "
-        out += [f"{would}drop partition {name} ({about}{n} spans)" for name, n in self.dropped]
+        out += [
+            f"{would}drop partition {name} ({about}{n} {noun})" for name, n, noun in self.dropped
+        ]
         out += [f"skipped partition {name} (locked; next run)" for name in self.skipped]
         out += [
             f"{would}delete {n} {what}" + (f" of project {slug}" if slug else "")
@@ -89,11 +98,50 @@ class RetentionReport:
         return out
 
 
-def is_partitioned() -> bool:
+@dataclass(frozen=True)
+class DailyTable:
+    """A table partitioned by day of span start: spans, or rows one per span."""
+
+    table: str
+    column: str  # the span's start
+    noun: str  # what a row is, for reports
+
+    @property
+    def default(self) -> str:
+        return f"{self.table}_default"
+
+
+SPANS = DailyTable(TABLE, "started_at", "spans")
+
+
+def daily_tables() -> list[DailyTable]:
+    """Spans and the registered per-span tables that are partitioned here (PostgreSQL;
+    none on SQLite, nor before their migration)."""
+    if connection.vendor != "postgresql":
+        return []
+    candidates = [SPANS] + [
+        DailyTable(
+            model._meta.db_table,
+            model._meta.get_field(name).column,
+            str(model._meta.verbose_name_plural),
+        )
+        for model, name in retention.per_span()
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname FROM pg_class WHERE relkind = 'p' AND relname = ANY(%s) "
+            "AND relnamespace = to_regnamespace(current_schema())",
+            [[t.table for t in candidates]],
+        )
+        found = {row[0] for row in cursor.fetchall()}
+    return [t for t in candidates if t.table in found]
+
+
+def is_partitioned(table: str = TABLE) -> bool:
     if connection.vendor != "postgresql":
         return False
     with connection.cursor() as cursor:
-        cursor.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", [TABLE])
+        cursor.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", [table])
         row = cursor.fetchone()
     return bool(row and row[0] == "p")
 
@@ -105,14 +153,14 @@ def _bound(value: str) -> datetime | None:
     return datetime.fromisoformat(value.strip("'")).astimezone(UTC)
 
 
-def partitions() -> list[Partition]:
-    """The span table's partitions with their bounds (PostgreSQL)."""
+def partitions(table: str = TABLE) -> list[Partition]:
+    """A partitioned table's partitions with their bounds (PostgreSQL)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
             "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass "
             "ORDER BY c.relname",
-            [TABLE],
+            [table],
         )
         rows = cursor.fetchall()
     out = []
@@ -133,9 +181,11 @@ def _day(d: date) -> datetime:
 
 def ensure_partitions(*, now: datetime | None = None, dry_run: bool = False) -> list[str]:
     """Create the daily partitions from today to SPAN_PARTITION_AHEAD_DAYS ahead, and the
-    days of the retention window whose spans wait in DEFAULT. Returns the names created
-    (would create, with dry_run). Does nothing on an unpartitioned table."""
-    if not is_partitioned():
+    days of the retention window whose rows wait in DEFAULT, for spans and every per-span
+    table. Returns the names created (would create, with dry_run). Does nothing on
+    unpartitioned tables."""
+    tables = daily_tables()
+    if not tables:
         return []
     now = now or datetime.now(UTC)
     today = now.astimezone(UTC).date()
@@ -146,58 +196,60 @@ def ensure_partitions(*, now: datetime | None = None, dry_run: bool = False) -> 
         (c for _, c in cutoffs.values()),
         default=retention.cutoff_for(retention.default_retention_days(), now),
     )
-    existing = partitions()
-    if any(p.is_default for p in existing):
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT DISTINCT date_trunc('day', started_at, 'UTC') FROM {DEFAULT_PARTITION} "
-                "WHERE started_at >= %s AND started_at < %s",
-                [oldest, _day(ahead + timedelta(days=1))],
-            )
-            days.update(row[0].astimezone(UTC).date() for row in cursor.fetchall())
     created = []
-    for day in sorted(days):
-        lo, hi = _day(day), _day(day + timedelta(days=1))
-        if any(p.overlaps(lo, hi) for p in existing):
-            continue
-        name = f"{TABLE}_p{day:%Y%m%d}"
-        if not dry_run:
-            try:
-                _create_partition(name, lo, hi)
-            except DatabaseError as exc:
-                if "lock" not in str(exc).lower():
-                    raise
-                # Its spans wait in DEFAULT meanwhile; the next run makes it.
-                logger.warning("retention: partition %s not created (locked): %s", name, exc)
+    for t in tables:
+        existing = partitions(t.table)
+        wanted = set(days)
+        if any(p.is_default for p in existing):
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT DISTINCT date_trunc('day', {t.column}, 'UTC') FROM {t.default} "
+                    f"WHERE {t.column} >= %s AND {t.column} < %s",
+                    [oldest, _day(ahead + timedelta(days=1))],
+                )
+                wanted.update(row[0].astimezone(UTC).date() for row in cursor.fetchall())
+        for day in sorted(wanted):
+            lo, hi = _day(day), _day(day + timedelta(days=1))
+            if any(p.overlaps(lo, hi) for p in existing):
                 continue
-        existing.append(Partition(name, lo, hi))
-        created.append(name)
+            name = f"{t.table}_p{day:%Y%m%d}"
+            if not dry_run:
+                try:
+                    _create_partition(t, name, lo, hi)
+                except DatabaseError as exc:
+                    if "lock" not in str(exc).lower():
+                        raise
+                    # Its rows wait in DEFAULT meanwhile; the next run makes it.
+                    logger.warning("retention: partition %s not created (locked): %s", name, exc)
+                    continue
+            existing.append(Partition(name, lo, hi))
+            created.append(name)
     return created
 
 
-def _create_partition(name: str, lo: datetime, hi: datetime) -> None:
+def _create_partition(t: DailyTable, name: str, lo: datetime, hi: datetime) -> None:
     """A new day, its rows taken out of DEFAULT in the same transaction (attaching it
     checks that DEFAULT holds none of its rows any more)."""
     with transaction.atomic(), connection.cursor() as cursor:
         # Deferred foreign-key checks pending in the transaction would forbid ALTER TABLE.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-        # No span may land in DEFAULT between the move and the attach (reads go on).
-        cursor.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN EXCLUSIVE MODE")
+        # No row may land in DEFAULT between the move and the attach (reads go on).
+        cursor.execute(f"LOCK TABLE {t.default} IN EXCLUSIVE MODE")
         cursor.execute(
-            f"CREATE TABLE {name} (LIKE {TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            f"CREATE TABLE {name} (LIKE {t.table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
         )
         cursor.execute(
-            f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE started_at >= %s "
-            f"AND started_at < %s RETURNING *) INSERT INTO {name} SELECT * FROM moved",
+            f"WITH moved AS (DELETE FROM {t.default} WHERE {t.column} >= %s "
+            f"AND {t.column} < %s RETURNING *) INSERT INTO {name} SELECT * FROM moved",
             [lo, hi],
         )
         moved = cursor.rowcount
         cursor.execute(
-            f"ALTER TABLE {TABLE} ATTACH PARTITION {name} FOR VALUES FROM (%s) TO (%s)",
+            f"ALTER TABLE {t.table} ATTACH PARTITION {name} FOR VALUES FROM (%s) TO (%s)",
             [lo, hi],
         )
-    logger.info("retention: created partition %s (%d spans moved from DEFAULT)", name, moved)
+    logger.info("retention: created partition %s (%d %s moved from DEFAULT)", name, moved, t.noun)
 
 
 # ------------------------------------------------------------------ enforcing
@@ -236,8 +288,8 @@ def _before(model: type[models.Model], name: str, cutoff: datetime) -> dict:
     return {f"{name}__lt": value}
 
 
-def _drop_partitions(cutoff: datetime, report: RetentionReport) -> None:
-    for p in partitions():
+def _drop_partitions(t: DailyTable, cutoff: datetime, report: RetentionReport) -> None:
+    for p in partitions(t.table):
         if p.is_default or p.hi is None or p.hi > cutoff:
             continue
         with connection.cursor() as cursor:
@@ -256,7 +308,7 @@ def _drop_partitions(cutoff: datetime, report: RetentionReport) -> None:
                 with transaction.atomic(), connection.cursor() as cursor:
                     cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
                     cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-                    cursor.execute(f"ALTER TABLE {TABLE} DETACH PARTITION {p.name}")
+                    cursor.execute(f"ALTER TABLE {t.table} DETACH PARTITION {p.name}")
                     cursor.execute(f"DROP TABLE {p.name}")
             except DatabaseError as exc:
                 if "lock" not in str(exc).lower():
@@ -264,8 +316,8 @@ def _drop_partitions(cutoff: datetime, report: RetentionReport) -> None:
                 logger.warning("retention: partition %s not dropped (locked): %s", p.name, exc)
                 report.skipped.append(p.name)
                 continue
-            logger.info("retention: dropped partition %s (%d spans)", p.name, rows)
-        report.dropped.append((p.name, rows))
+            logger.info("retention: dropped partition %s (%d %s)", p.name, rows, t.noun)
+        report.dropped.append((p.name, rows, t.noun))
 
 
 def enforce_retention(*, now: datetime | None = None, dry_run: bool = False) -> RetentionReport:
@@ -280,12 +332,15 @@ def enforce_retention(*, now: datetime | None = None, dry_run: bool = False) -> 
         rollup_pending(max_rounds=10**6)
     cutoffs = retention.project_cutoffs(now)
     slugs = dict(Project.objects.values_list("pk", "slug"))
-    if is_partitioned():
+    tables = daily_tables()
+    if tables:
         longest = min(
             (c for _, c in cutoffs.values()),
             default=retention.cutoff_for(retention.default_retention_days(), now),
         )
-        _drop_partitions(longest, report)
+        for t in tables:
+            _drop_partitions(t, longest, report)
+    pruned = {t.table for t in tables}
 
     for project_id, (_days, cutoff) in sorted(cutoffs.items()):
         slug = slugs.get(project_id, str(project_id))
@@ -306,7 +361,10 @@ def enforce_retention(*, now: datetime | None = None, dry_run: bool = False) -> 
         ]
         for model, name in retention.span_scoped():
             qs = model.objects.filter(project_id=project_id, **_before(model, name, cutoff))
-            steps.append((model._meta.verbose_name_plural, qs, None))
+            prune = None
+            if model._meta.db_table in pruned:
+                prune = (model._meta.get_field(name).column, cutoff)
+            steps.append((model._meta.verbose_name_plural, qs, prune))
         try:
             for what, qs, prune in steps:
                 n = _delete_batched(qs, dry_run=dry_run, prune=prune)
@@ -327,12 +385,13 @@ def enforce_retention(*, now: datetime | None = None, dry_run: bool = False) -> 
         n = _delete_batched(qs, dry_run=dry_run)
         if n:
             report.deleted.append((str(model._meta.verbose_name_plural), "", n))
-    if not dry_run and (report.created or report.dropped) and is_partitioned():
+    if not dry_run and (report.created or report.dropped) and tables:
         # Autovacuum never analyzes a partitioned table itself, only its partitions, and
         # without the parent's statistics the planner guesses joins over all spans badly
         # (a first contract check over fresh spans took minutes). Once a day in practice:
         # when a day is created or dropped. ANALYZE samples a bounded number of rows.
         with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {TABLE}")
+            for t in tables:
+                cursor.execute(f"ANALYZE {t.table}")
         report.analyzed = True
     return report

@@ -10,7 +10,8 @@ Ingest reads a project's retention on every request, so it is kept in process fo
 change made elsewhere applies within that time.
 
 Apps whose rows are derived from spans register them here (`traces` imports no other app):
-`register_span_scoped(Model, "time_field")` rows go with their project's spans,
+`register_span_scoped(Model, "time_field")` rows go with their project's spans (with
+`per_span=True`, partitioned by day like them on PostgreSQL),
 `register_rollup_scoped(Model, "time_field")` rows are kept as long as rollups.
 """
 
@@ -91,14 +92,23 @@ def project_cutoffs(now: datetime | None = None) -> dict[int, tuple[int, datetim
 # ------------------------------------------------------------------ derived rows
 
 _span_scoped: list[tuple[type[models.Model], str]] = []
+_per_span: dict[type[models.Model], str] = {}
 _rollup_scoped: list[tuple[type[models.Model], str]] = []
 
 
-def register_span_scoped(model: type[models.Model], field: str) -> None:
+def register_span_scoped(model: type[models.Model], field: str, *, per_span: bool = False) -> None:
     """Rows of `model` (with a `project` foreign key) go when `field` is before their
-    project's span cutoff. Idempotent."""
+    project's span cutoff. Idempotent.
+
+    `per_span`: one row per span, `field` holding that span's start. Such a table grows
+    with spans, so on PostgreSQL it is partitioned by day like them (its migration calls
+    `partition_span_table` of traces/migrations/0011 with that column) and retention drops
+    its days with the spans'; its unique key holds the start, and the anti-join of the
+    span store (`absent_from`) matches on it too, so one day of it is read, not all."""
     if (model, field) not in _span_scoped:
         _span_scoped.append((model, field))
+    if per_span:
+        _per_span[model] = field
 
 
 def register_rollup_scoped(model: type[models.Model], field: str) -> None:
@@ -109,6 +119,16 @@ def register_rollup_scoped(model: type[models.Model], field: str) -> None:
 
 def span_scoped() -> list[tuple[type[models.Model], str]]:
     return list(_span_scoped)
+
+
+def per_span() -> list[tuple[type[models.Model], str]]:
+    """The span-scoped models with one row per span, and the field holding its start."""
+    return list(_per_span.items())
+
+
+def span_start_field(model: type[models.Model]) -> str | None:
+    """The field of a per-span model that holds its span's start (None: not per span)."""
+    return _per_span.get(model)
 
 
 def rollup_scoped() -> list[tuple[type[models.Model], str]]:

@@ -26,8 +26,8 @@ def enforce_retention() -> dict:
     report = _enforce_retention()
     return {
         "created": report.created,
-        "dropped": [name for name, _ in report.dropped],
+        "dropped": [name for name, *_ in report.dropped],
         "skipped": report.skipped,
-        "deleted": report.rows - sum(n for _, n in report.dropped),
+        "deleted": report.deleted_rows,
         "failed_projects": report.failed,
     }

@@ -8,15 +8,17 @@ import importlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
+from types import SimpleNamespace
 
 import orjson
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
 from budgets.evaluate import budget_evaluate
 from budgets.models import BudgetEnvelope
+from controls.checks import contract_checks_run
 from controls.models import ContractCheck
 from tests.factories import ProjectFactory, agent_run, new_span_id, new_trace_id, raw_span
 from traces import partitions, retention
@@ -46,9 +48,11 @@ def table_exists(name: str) -> bool:
         return cursor.fetchone()[0] is not None
 
 
-def partition_of(span: Span) -> str:
+def partition_of(row: Span | ContractCheck) -> str:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT tableoid::regclass::text FROM traces_span WHERE id = %s", [span.pk])
+        cursor.execute(
+            f"SELECT tableoid::regclass::text FROM {row._meta.db_table} WHERE id = %s", [row.pk]
+        )
         return cursor.fetchone()[0]
 
 
@@ -69,8 +73,9 @@ def daily_only(db):
     migration."""
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute("ALTER TABLE traces_span DETACH PARTITION traces_span_legacy")
-        cursor.execute("DROP TABLE traces_span_legacy")
+        for table in ("traces_span", "controls_contractcheck"):
+            cursor.execute(f"ALTER TABLE {table} DETACH PARTITION {table}_legacy")
+            cursor.execute(f"DROP TABLE {table}_legacy")
 
 
 def run(project, start, **kwargs) -> str:
@@ -351,7 +356,9 @@ def test_partitions_exist_ahead(settings):
     settings.SPAN_PARTITION_AHEAD_DAYS = 7
     ensure_partitions(now=NOW)
     for i in range(1, 8):
-        assert table_exists(f"traces_span_p{TODAY + timedelta(days=i):%Y%m%d}")
+        day = TODAY + timedelta(days=i)
+        assert table_exists(f"traces_span_p{day:%Y%m%d}")
+        assert table_exists(f"controls_contractcheck_p{day:%Y%m%d}")
     assert ensure_partitions(now=NOW) == []  # idempotent
 
 
@@ -369,7 +376,7 @@ def test_a_whole_expired_partition_is_dropped_not_deleted(keep_everything, daily
     report = enforce_retention(now=NOW)
 
     assert not table_exists(expired)
-    assert expired in [name for name, _ in report.dropped]
+    assert expired in [name for name, *_ in report.dropped]
     assert all(what != "spans" for what, _, _ in report.deleted)  # no row deletes needed
     assert not Span.objects.filter(trace_id=old).exists()
     assert Span.objects.filter(trace_id=kept).count() == 4
@@ -381,6 +388,105 @@ def test_a_whole_expired_partition_is_dropped_not_deleted(keep_everything, daily
             "SELECT count(*) FROM pg_stats WHERE tablename = 'traces_span' AND inherited"
         )
         assert cursor.fetchone()[0] > 0
+
+
+@postgres_only
+def test_contract_checks_are_partitioned_like_spans_and_go_with_their_day(
+    keep_everything, daily_only
+):
+    project = ProjectFactory()
+    ensure_partitions(now=days_ago(40))
+    ensure_partitions(now=days_ago(5))
+    old, kept = run(project, days_ago(40), tools=2), run(project, days_ago(5), tools=2)
+    assert contract_checks_run() == 4
+    # A checked span is not checked again: the anti-join matches the check's start too.
+    assert contract_checks_run() == 0
+    old_check = ContractCheck.objects.filter(trace_id=old).first()
+    expired = f"controls_contractcheck_p{days_ago(40):%Y%m%d}"
+    assert partition_of(old_check) == expired
+    assert partitions.is_partitioned("controls_contractcheck")
+
+    keep_everything.SPAN_RETENTION_DAYS = 30
+    report = enforce_retention(now=NOW)
+
+    assert not table_exists(expired)
+    assert (expired, "contract checks") in [(name, noun) for name, _, noun in report.dropped]
+    assert all(what != "contract checks" for what, _, _ in report.deleted)  # no row deletes
+    assert not ContractCheck.objects.filter(trace_id=old).exists()
+    assert ContractCheck.objects.filter(trace_id=kept).count() == 2
+    assert f"drop partition {expired}" in "\n".join(report.lines())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stats WHERE tablename = 'controls_contractcheck' AND inherited"
+        )
+        assert cursor.fetchone()[0] > 0  # the parent analyzed as well
+
+
+@postgres_only
+def test_a_shorter_retention_deletes_contract_checks_of_a_kept_partition(
+    keep_everything, daily_only
+):
+    short, other = ProjectFactory(), ProjectFactory()
+    ensure_partitions(now=days_ago(10))
+    gone, stays = run(short, days_ago(10)), run(other, days_ago(10))
+    contract_checks_run()
+    keep_everything.SPAN_RETENTION_DAYS = 30
+    short.retention_days = 3
+    short.save()
+    report = enforce_retention(now=NOW)
+    assert table_exists(f"controls_contractcheck_p{days_ago(10):%Y%m%d}")
+    assert ("contract checks", short.slug, 1) in report.deleted
+    assert not ContractCheck.objects.filter(trace_id=gone).exists()
+    assert ContractCheck.objects.filter(trace_id=stays).count() == 1
+
+
+@postgres_only
+def test_the_contract_check_migration_goes_back_and_forth_keeping_every_check():
+    migration = importlib.import_module("controls.migrations.0009_contractcheck_partitions")
+    editor = SimpleNamespace(connection=connection)
+    project = ProjectFactory()
+    trace_id, span_id = new_trace_id(), new_span_id()
+    for start in (days_ago(3), days_ago(3, hour=13)):  # one span stored with two starts
+        ContractCheck.objects.create(
+            project=project,
+            trace_id=trace_id,
+            span_id=span_id,
+            tool_name="refund",
+            outcome="ok",
+            span_started_at=start,
+        )
+    ContractCheck.objects.create(
+        project=project,
+        trace_id=trace_id,
+        span_id=new_span_id(),
+        tool_name="refund",
+        outcome="ok",
+        span_started_at=days_ago(1),
+    )
+
+    def kind() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT relkind FROM pg_class WHERE relname = 'controls_contractcheck'")
+            return cursor.fetchone()[0]
+
+    migration.backward(None, editor)
+    assert kind() == "r"
+    assert ContractCheck.objects.count() == 2  # the old key had no start: the earliest stays
+    assert ContractCheck.objects.get(span_id=span_id).span_started_at == days_ago(3)
+
+    migration.forward(None, editor)
+    assert kind() == "p"
+    assert ContractCheck.objects.count() == 2
+    # The key holds the start again; a check for the same span and start is refused.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ContractCheck.objects.create(
+            project=project,
+            trace_id=trace_id,
+            span_id=span_id,
+            tool_name="refund",
+            outcome="ok",
+            span_started_at=days_ago(3),
+        )
 
 
 @postgres_only
@@ -502,8 +608,13 @@ def test_the_migration_partitions_a_table_holding_spans():
 def test_partitions_module_does_nothing_without_partitions():
     if connection.vendor == "postgresql":
         assert partitions.is_partitioned()
+        assert [t.table for t in partitions.daily_tables()] == [
+            "traces_span",
+            "controls_contractcheck",
+        ]
     else:
         assert not partitions.is_partitioned()
+        assert partitions.daily_tables() == []
         assert ensure_partitions(now=NOW) == []
 
 

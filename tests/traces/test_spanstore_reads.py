@@ -127,23 +127,19 @@ def test_attribute_keys(store, pid):
 
 
 def test_arrival_pages_every_span_once_and_skips_recorded_ones(store, pid):
-    write(store, pid, [span(i) for i in range(7)])
-    ContractCheck.objects.create(
-        project_id=pid,
-        trace_id=TRACE,
-        span_id=f"{3:016x}",
-        tool_name="t",
-        outcome="ok",
-        span_started_at=T0,
-    )
-    ContractCheck.objects.create(
-        project_id=pid,
-        trace_id=TRACE,
-        span_id=f"{4:016x}",
-        tool_name="t",
-        outcome="ok",
-        span_started_at=T0,
-    )
+    spans = [span(i) for i in range(7)]
+    write(store, pid, spans)
+    # A check is the span's: matched on (trace, span, start). One for span 5 with another
+    # start belongs to another copy of it (a span re-sent with a new start is another row).
+    for i, start in ((3, spans[2]["started_at"]), (4, spans[3]["started_at"]), (5, T0)):
+        ContractCheck.objects.create(
+            project_id=pid,
+            trace_id=TRACE,
+            span_id=f"{i:016x}",
+            tool_name="t",
+            outcome="ok",
+            span_started_at=start,
+        )
     seen, cursor = [], None
     for _ in range(10):
         rows = store.select_spans(

@@ -13,6 +13,9 @@ Primary key (id, started_at), unique (project_id, trace_id, span_id, started_at)
 index of a partitioned table must hold the partition key. The id keeps its sequence.
 
 SQLite keeps a plain table; only the unique constraint changes there.
+
+Tables with one row per span (contract checks) are partitioned the same way by their own
+migrations, which call `partition_span_table` with their start column and key.
 """
 
 from datetime import UTC, date, datetime, timedelta
@@ -23,6 +26,7 @@ from django.db import migrations, models
 AHEAD_DAYS = 7
 OLD_UNIQUE = "span_unique_per_project"
 NEW_UNIQUE = "span_unique_per_project_start"
+SPAN_KEY = ("project_id", "trace_id", "span_id")
 
 
 def _day(d: date) -> datetime:
@@ -36,8 +40,11 @@ def partition_span_table(
     unique: str = NEW_UNIQUE,
     today: date | None = None,
     ahead_days: int = AHEAD_DAYS,
+    column: str = "started_at",
+    key: tuple[str, ...] = SPAN_KEY,
 ) -> bool:
-    """Turn a plain span table into a partitioned one in place; False if it already is.
+    """Turn a plain table into one partitioned by day of `column` in place; False if it
+    already is. Its unique key becomes `unique` on `key` + `column`.
 
     Kept free of the app's code (a migration must not change when the app does); tests
     call it on a scratch table holding rows."""
@@ -88,14 +95,13 @@ def partition_span_table(
 
     cursor.execute(
         f"CREATE TABLE {table} (LIKE {legacy} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
-        "INCLUDING STORAGE INCLUDING COMMENTS) PARTITION BY RANGE (started_at)"
+        f"INCLUDING STORAGE INCLUDING COMMENTS) PARTITION BY RANGE ({column})"
     )
     cursor.execute(f"CREATE SEQUENCE {seq} START WITH {int(next_id)} OWNED BY {table}.id")
     cursor.execute(f"ALTER TABLE {table} ALTER COLUMN id SET DEFAULT nextval('{seq}')")
-    cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {table}_pkey PRIMARY KEY (id, started_at)")
+    cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {table}_pkey PRIMARY KEY (id, {column})")
     cursor.execute(
-        f"ALTER TABLE {table} ADD CONSTRAINT {unique} "
-        "UNIQUE (project_id, trace_id, span_id, started_at)"
+        f"ALTER TABLE {table} ADD CONSTRAINT {unique} UNIQUE ({', '.join((*key, column))})"
     )
     for _name, definition in indexes:
         cursor.execute(definition)
@@ -109,7 +115,7 @@ def partition_span_table(
         f"CREATE TABLE {default} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
     )
     cursor.execute(
-        f"WITH moved AS (DELETE FROM {legacy} WHERE started_at >= %s RETURNING *) "
+        f"WITH moved AS (DELETE FROM {legacy} WHERE {column} >= %s RETURNING *) "
         f"INSERT INTO {default} SELECT * FROM moved",
         [bound],
     )
@@ -126,7 +132,7 @@ def partition_span_table(
             f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
         )
         cursor.execute(
-            f"WITH moved AS (DELETE FROM {default} WHERE started_at >= %s AND started_at < %s "
+            f"WITH moved AS (DELETE FROM {default} WHERE {column} >= %s AND {column} < %s "
             f"RETURNING *) INSERT INTO {name} SELECT * FROM moved",
             [lo, hi],
         )
@@ -138,9 +144,16 @@ def partition_span_table(
 
 
 def unpartition_span_table(
-    cursor, *, table: str = "traces_span", unique: str = NEW_UNIQUE, old_unique: str = OLD_UNIQUE
+    cursor,
+    *,
+    table: str = "traces_span",
+    unique: str = NEW_UNIQUE,
+    old_unique: str = OLD_UNIQUE,
+    column: str = "started_at",
+    key: tuple[str, ...] = SPAN_KEY,
 ) -> bool:
-    """Back to a plain table (copying every span); False if it is not partitioned."""
+    """Back to a plain table (copying every row); False if it is not partitioned. Its
+    unique key goes back to `old_unique` on `key`."""
     cursor.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass", [table])
     if cursor.fetchone()[0] != "p":
         return False
@@ -175,9 +188,10 @@ def unpartition_span_table(
         "INCLUDING COMMENTS)"
     )
     # The old key has no start: of a span stored with two starts, the earliest stays.
+    columns = ", ".join(key)
     cursor.execute(
-        f"INSERT INTO {table} SELECT DISTINCT ON (project_id, trace_id, span_id) * FROM {old} "
-        "ORDER BY project_id, trace_id, span_id, started_at, id"
+        f"INSERT INTO {table} SELECT DISTINCT ON ({columns}) * FROM {old} "
+        f"ORDER BY {columns}, {column}, id"
     )
     cursor.execute(f"DROP TABLE {old} CASCADE")  # its partitions and sequence with it
     cursor.execute(
@@ -185,9 +199,7 @@ def unpartition_span_table(
         f"(START WITH {int(next_id)})"
     )
     cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {table}_pkey PRIMARY KEY (id)")
-    cursor.execute(
-        f"ALTER TABLE {table} ADD CONSTRAINT {old_unique} UNIQUE (project_id, trace_id, span_id)"
-    )
+    cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {old_unique} UNIQUE ({columns})")
     for _name, definition in indexes:
         cursor.execute(definition.replace(" ON ONLY ", " ON "))
     for name, definition in foreign:

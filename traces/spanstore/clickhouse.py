@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import orjson
 
+from traces import retention
 from traces.spanstore import query
 
 TABLE = "spans"
@@ -605,6 +606,8 @@ class ClickHouseSpanStore:
         }
         names = list(spec.columns)
         wanted = (*_KEY, *_sort(spec))
+        if absent_from is not None and retention.span_start_field(absent_from.model):
+            wanted = (*wanted, "started_at")  # such rows are matched on the start too
         extra = [c for c in dict.fromkeys(wanted) if c not in names]
         if trace_ids is None:
             parts: list[list[str] | None] = [None]
@@ -787,11 +790,21 @@ def _absent(rows: list[dict[str, Any]], recorded: Any) -> list[dict[str, Any]]:
     trace_id and span_id): one look-up of the candidates' keys."""
     if not rows:
         return rows
-    found = set(
-        recorded.filter(
-            project_id__in={r["project_id"] for r in rows},
-            trace_id__in={r["trace_id"] for r in rows},
-            span_id__in={r["span_id"] for r in rows},
-        ).values_list("project_id", "trace_id", "span_id")
+    recorded = recorded.filter(
+        project_id__in={r["project_id"] for r in rows},
+        trace_id__in={r["trace_id"] for r in rows},
+        span_id__in={r["span_id"] for r in rows},
     )
+    start = retention.span_start_field(recorded.model)
+    if start:
+        # One row per span, keyed and partitioned by its start: the candidates' days only.
+        starts = [r["started_at"] for r in rows]
+        recorded = recorded.filter(**{f"{start}__gte": min(starts), f"{start}__lte": max(starts)})
+        found = set(recorded.values_list("project_id", "trace_id", "span_id", start))
+        return [
+            r
+            for r in rows
+            if (r["project_id"], r["trace_id"], r["span_id"], r["started_at"]) not in found
+        ]
+    found = set(recorded.values_list("project_id", "trace_id", "span_id"))
     return [r for r in rows if (r["project_id"], r["trace_id"], r["span_id"]) not in found]

@@ -14,9 +14,21 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum, Value
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
 from django.db.models.fields.json import KT
 
+from traces import retention
 from traces.models import Span
 from traces.spanstore import query
 
@@ -235,15 +247,26 @@ class RelationalSpanStore:
         for key in lacks_keys:
             qs = qs.exclude(attributes__has_key=key)
         if absent_from is not None:
-            qs = qs.filter(
-                ~Exists(
-                    absent_from.filter(
-                        project_id=OuterRef("project_id"),
-                        trace_id=OuterRef("trace_id"),
-                        span_id=OuterRef("span_id"),
-                    )
+            match = {
+                "project_id": OuterRef("project_id"),
+                "trace_id": OuterRef("trace_id"),
+                "span_id": OuterRef("span_id"),
+            }
+            if start := retention.span_start_field(absent_from.model):
+                # One row per span, keyed and partitioned by day of its start (PostgreSQL):
+                # matched on the start too, and bounded below by the earliest candidate's
+                # start, a value PostgreSQL knows before it reads, so it skips the days
+                # before it (else a hash anti-join reads every day of the table).
+                match[start] = OuterRef("started_at")
+                earliest = (
+                    qs.order_by()
+                    .annotate(one=Value(1))
+                    .values("one")
+                    .annotate(earliest=Min("started_at"))
+                    .values("earliest")
                 )
-            )
+                absent_from = absent_from.filter(**{f"{start}__gte": Subquery(earliest)})
+            qs = qs.filter(~Exists(absent_from.filter(**match)))
         names = list(spec.columns)
         if keys:
             qs = qs.annotate(**{alias: KT(f"attributes__{key}") for alias, key in keys.items()})
