@@ -8,12 +8,13 @@
     DATABASE_URL=… .venv/bin/python bench/contract_check_scan.py --checks-per-day 200000 --plain
 
 Needs a migrated PostgreSQL database it may empty (it deletes every project). Loads
-`--days` days of contract checks (`--checks-per-day` a day, for spans already gone) and the
-tool spans of the last CONTRACT_CHECK_WINDOW_HOURS: `--window-spans` already checked and
-`--new` not yet. Then times what the 30-second task does: `contract_checks_run(since=…)`
-over the window, first with the new spans to check, then (the steady state) with every
-span checked. `--plain` first turns the checks table back into one plain table (the
-migration's reverse), to compare. Medians of `--runs`.
+`--days` days of contract checks (`--checks-per-day` a day, for spans already gone), the
+tool spans of the last CONTRACT_CHECK_WINDOW_HOURS (`--window-spans` already checked,
+`--new` not yet) and `--old-spans-per-day` spans a day before the window, then VACUUM
+ANALYZE as autovacuum would. Times what the 30-second task does,
+`contract_checks_run(since=…)` over the window: first with the new spans to check, then
+(the steady state) with every span checked. `--plain` first turns the checks table back
+into one plain table (the migration's reverse), to compare. Medians of `--runs`.
 """
 
 from __future__ import annotations
@@ -68,6 +69,21 @@ def _drop_legacy() -> None:
 def _load(project_id: int, args, now: datetime) -> None:
     first = now - timedelta(days=args.days)
     with connection.cursor() as cursor:
+        # Older spans (a tenth of them tool calls), received as they started.
+        cursor.execute(
+            f"INSERT INTO traces_span ({SPAN_COLUMNS}) SELECT %s, md5('o' || g), "
+            "left(md5('p' || g), 16), '', 'span', 1, at, at, 12.5, 'ok', '', '', "
+            "CASE WHEN g %% 10 = 0 THEN 'tool' ELSE 'llm' END, '', 'svc', 'agent', '1', '', "
+            "'', '', 0, 0, 0, 0, 0, '', '', '', '', '', '', 'none', '{}', '[]', '[]', '{}', "
+            "'{}', at FROM (SELECT g, %s::timestamptz + (g * 86400.0 / %s) * interval "
+            "'1 second' AS at FROM generate_series(0, %s - 1) g) x",
+            [
+                project_id,
+                first,
+                max(args.old_spans_per_day, 1),
+                args.old_spans_per_day * (args.days - 1),
+            ],
+        )
         # A month of checks, spread over each day.
         cursor.execute(
             f"INSERT INTO {CHECKS} (project_id, trace_id, span_id, tool_name, contract_id, "
@@ -78,38 +94,31 @@ def _load(project_id: int, args, now: datetime) -> None:
             "FROM generate_series(1, %s) g",
             [project_id, first, args.checks_per_day, args.checks_per_day * args.days],
         )
-        # The window's tool spans: the first `window_spans` checked, the rest new.
+        # The window's tool spans: `window_spans` checked ("tool refund"), `new` not yet
+        # ("tool new"), spread over the window.
         window = timedelta(hours=settings.CONTRACT_CHECK_WINDOW_HOURS)
-        total = args.window_spans + args.new
-        cursor.execute(
-            f"INSERT INTO traces_span ({SPAN_COLUMNS}) SELECT %s, md5('w' || g), "
-            "left(md5('s' || g), 16), '', 'tool refund', 1, "
-            "%s::timestamptz + (g * %s / %s) * interval '1 second', "
-            "%s::timestamptz + (g * %s / %s) * interval '1 second', 12.5, 'ok', '', '', "
-            "'tool', '', 'svc', 'agent', '1', '', '', '', 0, 0, 0, 0, 0, 'refund', '', "
-            """'{"amount": 5}', '{"ok": true}', '', '', 'none', '{}', '[]', '[]', '{}', """
-            "'{}', now() FROM generate_series(1, %s) g",
-            [
-                project_id,
-                now - window,
-                window.total_seconds() * 0.99,
-                total,
-                now - window,
-                window.total_seconds() * 0.99,
-                total,
-                total,
-            ],
-        )
+        for name, n in (("tool refund", args.window_spans), ("tool new", args.new)):
+            cursor.execute(
+                f"INSERT INTO traces_span ({SPAN_COLUMNS}) SELECT %s, md5(%s || g), "
+                "left(md5('s' || %s || g), 16), '', %s, 1, at, at, 12.5, 'ok', '', '', "
+                "'tool', '', 'svc', 'agent', '1', '', '', '', 0, 0, 0, 0, 0, 'refund', '', "
+                """'{"amount": 5}', '{"ok": true}', '', '', 'none', '{}', '[]', '[]', '{}', """
+                "'{}', now() FROM (SELECT g, %s::timestamptz + (g * %s / %s) * "
+                "interval '1 second' AS at FROM generate_series(1, %s) g) x",
+                [project_id, name, name, name, now - window, window.total_seconds() * 0.99, n, n],
+            )
         cursor.execute(
             f"INSERT INTO {CHECKS} (project_id, trace_id, span_id, tool_name, contract_version, "
             "agent, agent_version, outcome, detail, span_started_at, checked_at) "
             "SELECT project_id, trace_id, span_id, 'refund', '', 'agent', '1', 'no_contract', "
-            "'{}', started_at, now() FROM traces_span WHERE project_id = %s ORDER BY id "
-            "LIMIT %s",
-            [project_id, args.window_spans],
+            "'{}', started_at, now() FROM traces_span WHERE project_id = %s "
+            "AND name = 'tool refund'",
+            [project_id],
         )
-        cursor.execute(f"ANALYZE {CHECKS}")
-        cursor.execute("ANALYZE traces_span")
+    # As autovacuum leaves an insert-only table: statistics, visibility map, BRIN ranges.
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM ANALYZE {CHECKS}")
+        cursor.execute("VACUUM ANALYZE traces_span")
 
 
 def main() -> None:
@@ -118,6 +127,9 @@ def main() -> None:
     p.add_argument("--checks-per-day", type=int, default=200_000)
     p.add_argument("--window-spans", type=int, default=20_000)
     p.add_argument("--new", type=int, default=2_000)
+    p.add_argument(
+        "--old-spans-per-day", type=int, default=0, help="spans of the days before the window"
+    )
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--plain", action="store_true", help="one plain checks table instead")
     args = p.parse_args()
@@ -125,6 +137,8 @@ def main() -> None:
         sys.exit("needs PostgreSQL with partitioned spans (DATABASE_URL=postgres://…)")
     now = datetime.now(UTC)
     settings.SPAN_RETENTION_DAYS = args.days + 5
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE traces_span, {CHECKS}")
     Project.objects.all().delete()
     project = Project.objects.create(slug="bench", name="bench")
     migration = importlib.import_module("controls.migrations.0009_contractcheck_partitions")
@@ -163,9 +177,8 @@ def main() -> None:
             cursor.execute(
                 f"DELETE FROM {CHECKS} c USING traces_span s WHERE c.span_started_at >= %s "
                 "AND s.project_id = c.project_id AND s.trace_id = c.trace_id "
-                "AND s.span_id = c.span_id AND s.id > (SELECT min(id) - 1 + %s FROM traces_span "
-                "WHERE project_id = %s)",
-                [since, args.window_spans, project.pk],
+                "AND s.span_id = c.span_id AND s.name = 'tool new'",
+                [since - timedelta(hours=1)],
             )
     ms = [round(x * 1000) for x in first]
     ms_steady = [round(x * 1000) for x in steady]

@@ -40,8 +40,14 @@ def contract_badge(check: dict) -> SpanBadge:
 
 def contract_badges(*, trace: Trace, span_ids: list[str] | None = None) -> dict:
     """The contract check of each checked span of the trace, in one indexed query (the
-    check's unique key starts with project, trace_id)."""
-    qs = ContractCheck.objects.filter(project_id=trace.project_id, trace_id=trace.trace_id)
+    check's unique key starts with project, trace_id), bounded by the trace's start and
+    end as its spans are, so that PostgreSQL reads those days' partitions only."""
+    qs = ContractCheck.objects.filter(
+        project_id=trace.project_id,
+        trace_id=trace.trace_id,
+        span_started_at__gte=trace.started_at - SPAN_READ_MARGIN,
+        span_started_at__lte=trace.ended_at + SPAN_READ_MARGIN,
+    )
     if span_ids is not None:
         qs = qs.filter(span_id__in=span_ids)
     rows = qs.values("span_id", "tool_name", "contract_version", "outcome", "detail")

@@ -21,6 +21,7 @@ take their row locks in the same order (no deadlocks).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -503,30 +504,37 @@ def _store_batch_ingest(
     """
     keys = sorted(rows)
     starts = [summaries[k][1].start_ns for k in keys]
-    existing = store.existing_keys(
-        project_id, keys, ns_to_datetime(min(starts)), ns_to_datetime(max(starts))
-    )
-    new_keys = [k for k in keys if k not in existing]
-    result.stored = len(new_keys)
-    result.duplicates = len(rows) - len(new_keys)
-    if not new_keys:
-        return result
     token = uuid4().hex
-    spans = []
-    for key in new_keys:
-        raw = summaries[key][1]
-        # The relational rows hold database-adapted times (text on SQLite): real ones here.
-        spans.append(
-            rows[key]
-            | {
-                "started_at": ns_to_datetime(raw.start_ns),
-                "ended_at": ns_to_datetime(raw.end_ns),
-                "received_at": received_at,
-            }
-        )
+    written = False
     try:
-        store.insert_spans(project_id, spans, token, retention_days=retention_days)
         with transaction.atomic():
+            # Two requests carrying the same spans at once (an exporter retrying a request
+            # still in flight) must not both find them new and both count them in the
+            # trace summaries: the look-up, the write and the record are one at a time
+            # per trace.
+            _lock_traces(project_id, {trace_id for trace_id, _ in keys})
+            existing = store.existing_keys(
+                project_id, keys, ns_to_datetime(min(starts)), ns_to_datetime(max(starts))
+            )
+            new_keys = [k for k in keys if k not in existing]
+            result.stored = len(new_keys)
+            result.duplicates = len(rows) - len(new_keys)
+            if not new_keys:
+                return result
+            spans = []
+            for key in new_keys:
+                raw = summaries[key][1]
+                # The relational rows hold database-adapted times (text on SQLite).
+                spans.append(
+                    rows[key]
+                    | {
+                        "started_at": ns_to_datetime(raw.start_ns),
+                        "ended_at": ns_to_datetime(raw.end_ns),
+                        "received_at": received_at,
+                    }
+                )
+            written = True
+            store.insert_spans(project_id, spans, token, retention_days=retention_days)
             IngestBatch.objects.create(
                 project_id=project_id,
                 received_at=received_at,
@@ -541,9 +549,33 @@ def _store_batch_ingest(
             _insert_outcomes(project_id, new_items, received_db)
     except BaseException:
         # Also after a failed insert: the server may have stored it and lost the answer.
-        _store_discard(store, project_id, token)
+        if written:
+            _store_discard(store, project_id, token)
         raise
     return result
+
+
+def _lock_traces(project_id: int, trace_ids: set[str]) -> None:
+    """PostgreSQL: a transaction-scoped advisory lock per (project, trace), taken in one
+    order so that two batches sharing traces cannot deadlock. SQLite serialises writing
+    transactions already (BEGIN IMMEDIATE)."""
+    if connection.vendor != "postgresql" or not trace_ids:
+        return
+    keys = sorted(
+        int.from_bytes(
+            hashlib.blake2b(f"{project_id}:{t}".encode(), digest_size=8).digest(),
+            "big",
+            signed=True,
+        )
+        for t in trace_ids
+    )
+    with connection.cursor() as cursor:
+        # the ordered subquery feeds the aggregate in order: the locks are taken in it
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM "
+            "(SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS keys",
+            [keys],
+        )
 
 
 def _store_discard(store, project_id: int, token: str) -> None:

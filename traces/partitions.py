@@ -21,7 +21,9 @@ the new partition in the same transaction. All these tables have the same days.
    longest; the DEFAULT and legacy partitions; every span on SQLite);
 4. the same for trace summaries (by start), outcomes (past the cutoff and whose run's
    summary is gone) and what other apps registered as span-scoped;
-5. rollups, and what is registered as rollup-scoped, past ROLLUP_RETENTION_DAYS.
+5. rollups, and what is registered as rollup-scoped, past ROLLUP_RETENTION_DAYS;
+6. on a ClickHouse span store, where TTL expires spans by the retention they were stored
+   with, applies retention changes since (`apply_retention`).
 
 Dropping a partition takes a short exclusive lock on its table; it waits at most
 LOCK_TIMEOUT for running ingest transactions, else this run skips it and the next takes
@@ -41,6 +43,7 @@ from django.db import DatabaseError, connection, models, transaction
 from traces import retention
 from traces.dberrors import is_outage
 from traces.models import Outcome, Project, Rollup, Span, Trace
+from traces.spanstore import span_store
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +76,8 @@ class RetentionReport:
     deleted: list[tuple[str, str, int]] = field(default_factory=list)
     analyzed: bool = False  # the partitioned table's statistics were refreshed
     failed: list[str] = field(default_factory=list)  # projects whose deletes failed
+    # ClickHouse: (project slug, spans) whose expiry moved with a lengthened retention
+    extended: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def deleted_rows(self) -> int:
@@ -93,6 +98,10 @@ class RetentionReport:
         out += [
             f"{would}delete {n} {what}" + (f" of project {slug}" if slug else "")
             for what, slug, n in self.deleted
+        ]
+        out += [
+            f"{would}keep {n} spans of project {slug} longer (its retention was lengthened)"
+            for slug, n in self.extended
         ]
         out += [f"project {slug} failed (see the log; next run retries)" for slug in self.failed]
         return out
@@ -394,4 +403,17 @@ def enforce_retention(*, now: datetime | None = None, dry_run: bool = False) -> 
             for t in tables:
                 cursor.execute(f"ANALYZE {t.table}")
         report.analyzed = True
+    store = span_store()
+    if store.kind != "relational":
+        # Last, so that an unreachable span store stops nothing above (the next run
+        # retries): TTL expires ClickHouse spans; this applies retention changes.
+        applied = store.apply_retention(
+            {pk: days for pk, (days, _) in cutoffs.items()}, now=now, dry_run=dry_run
+        )
+        for project_id, what, n in applied:
+            slug = slugs.get(project_id, str(project_id))
+            if what == "expiries":
+                report.extended.append((slug, n))
+            else:
+                report.deleted.append((what, slug, n))
     return report

@@ -9,12 +9,14 @@ re-sent, and nothing when the request failed.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import grpc
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.db.models import Sum
 from django.test import Client
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
@@ -125,6 +127,50 @@ def test_deleting_a_project_deletes_its_spans_from_the_store(
     assert ch.count(project_id) == 0
     assert ch.count(other_project.pk) == 4  # another project's spans stay
     ch.delete_project(other_project.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_request_twice_at_once_counts_once(
+    ch, project, ingest_secret, run_spans, monkeypatch
+):
+    """An exporter retrying a request still in flight: both look the spans up before either
+    wrote them, unless the second waits for the first (it must)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writing transactions; the race needs PostgreSQL")
+    body = protobuf_body(run_spans)
+    both_looked = threading.Barrier(2, timeout=3)
+    real = type(ch).existing_keys
+
+    def existing_keys(self, *args, **kwargs):
+        # broken: the other request waits on this one
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_looked.wait()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(ch), "existing_keys", existing_keys)
+    answers, errors = [], []
+
+    def send():
+        try:
+            answers.append(post(body, ingest_secret).status_code)
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert (errors, answers) == ([], [200, 200])
+    assert ch.count(project.pk) == 4
+    trace = Trace.objects.get(project=project)
+    assert (trace.span_count, trace.cost_usd) == (4, RUN_COST)
+    assert IngestBatch.objects.filter(project=project).count() == 1
+    rollup_pending()
+    assert rollup_sums(project) == ONE_RUN
 
 
 def test_the_same_request_sent_again_counts_once(ch, project, ingest_secret, run_spans):

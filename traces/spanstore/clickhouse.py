@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -193,6 +193,9 @@ def _aware(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+_NEVER = datetime(2105, 12, 31, tzinfo=UTC)  # the expiry of a span kept beyond DateTime's range
+
+
 def _row(project_id: int, span: Mapping[str, Any], token: str, retention: timedelta) -> list:
     row = []
     for name in SPAN_COLUMNS:
@@ -216,7 +219,7 @@ def _row(project_id: int, span: Mapping[str, Any], token: str, retention: timede
     expires = datetime(start.year, start.month, start.day, tzinfo=UTC) + retention + _ONE_DAY
     row.append(token)
     # DateTime holds seconds up to 2106; a retention beyond that keeps the span forever
-    row.append(min(expires, datetime(2105, 12, 31, tzinfo=UTC)).replace(microsecond=0))
+    row.append(min(expires, _NEVER).replace(microsecond=0))
     return row
 
 
@@ -342,6 +345,70 @@ class ClickHouseSpanStore:
             " WHERE project_id = {p:UInt64} AND batch_token = {t:String}",
             parameters={"p": project_id, "t": batch_token},
         )
+
+    def apply_retention(
+        self, retention_days: Mapping[int, int], *, now: datetime, dry_run: bool = False
+    ) -> list[tuple[int, str, int]]:
+        """Bring the stored spans in line with each project's retention as it is now
+        ({project id: days}). TTL deletes a span at the expiry it was stored with, from
+        its project's retention then: spans past a retention shortened since are deleted
+        here (a lightweight delete), and spans a lengthened retention keeps get their
+        expiry moved (a mutation of that column) before TTL takes them. Spans whose
+        expiry is due are left to TTL. Idempotent. Returns [(project id, what, rows)],
+        what would be done with dry_run; what is "spans" (deleted) or "expiries" (moved)."""
+        if not retention_days:
+            return []
+        ids = sorted(retention_days)
+        today = now.astimezone(UTC).date()
+        params = {
+            "ids": ids,
+            "days": [retention_days[i] for i in ids],
+            "cutoffs": [
+                datetime.combine(today - timedelta(days=retention_days[i]), time(), UTC)
+                for i in ids
+            ],
+            "now": now.astimezone(UTC).replace(microsecond=0),
+        }
+        cut = (
+            "transform(project_id, {ids:Array(UInt64)}, {cutoffs:Array(DateTime('UTC'))},"
+            " toDateTime(0, 'UTC'))"
+        )
+        want = (
+            "least(toDateTime(toDate(started_at, 'UTC'), 'UTC') + toIntervalDay("
+            "transform(project_id, {ids:Array(UInt64)}, {days:Array(UInt32)}, toUInt32(0)) + 1),"
+            f" toDateTime('{_NEVER:%Y-%m-%d %H:%M:%S}', 'UTC'))"
+        )
+        rows = self.client.query(
+            f"SELECT project_id,"
+            f" countIf(started_at < {cut} AND expires_at > {{now:DateTime('UTC')}}),"
+            f" countIf(started_at >= {cut} AND expires_at < {want})"
+            f" FROM {self.table} WHERE project_id IN {{ids:Array(UInt64)}}"
+            " GROUP BY project_id ORDER BY project_id",
+            parameters=params,
+            settings=_READ_SETTINGS,
+        ).result_rows
+        out = []
+        for project_id, past, short in rows:
+            one = {**params, "p": project_id}
+            if past:
+                out.append((project_id, "spans", past))
+                if not dry_run:
+                    self.client.command(
+                        f"DELETE FROM {self.table} WHERE project_id = {{p:UInt64}}"
+                        f" AND started_at < {cut}",
+                        parameters=one,
+                    )
+            if short:
+                out.append((project_id, "expiries", short))
+                if not dry_run:
+                    self.client.command(
+                        f"ALTER TABLE {self.table} UPDATE expires_at = {want}"
+                        f" WHERE project_id = {{p:UInt64}} AND started_at >= {cut}"
+                        f" AND expires_at < {want}",
+                        parameters=one,
+                        settings={"mutations_sync": 1},
+                    )
+        return out
 
     def delete_project(self, project_id: int) -> None:
         """Delete every span of a project (a lightweight delete: masked at once,

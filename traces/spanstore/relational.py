@@ -46,6 +46,12 @@ class RelationalSpanStore:
     def ensure_schema(self) -> None:
         """The table is created by migrations."""
 
+    def apply_retention(
+        self, retention_days: Mapping[int, int], *, now: datetime, dry_run: bool = False
+    ) -> list[tuple[int, str, int]]:
+        """Nothing here: traces/partitions.py drops and deletes relational spans."""
+        return []
+
     def insert_spans(
         self,
         project_id: int,
