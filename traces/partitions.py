@@ -297,10 +297,17 @@ def _before(model: type[models.Model], name: str, cutoff: datetime) -> dict:
     return {f"{name}__lt": value}
 
 
-def _drop_partitions(t: DailyTable, cutoff: datetime, report: RetentionReport) -> None:
+def _drop_partitions(
+    t: DailyTable, cutoff: datetime, report: RetentionReport
+) -> list[tuple[datetime | None, datetime]]:
+    """Drop (with dry_run: count) the table's partitions that end at or before `cutoff`.
+    Returns their ranges, skipped ones included: their rows go whole, now or at the next
+    run, so the row deletes leave them out (and a dry run does not count them twice)."""
+    whole = []
     for p in partitions(t.table):
         if p.is_default or p.hi is None or p.hi > cutoff:
             continue
+        whole.append((p.lo, p.hi))
         with connection.cursor() as cursor:
             # Counted for the dry run; the run itself reports the planner's estimate
             # rather than read the whole day it is about to drop.
@@ -327,6 +334,25 @@ def _drop_partitions(t: DailyTable, cutoff: datetime, report: RetentionReport) -
                 continue
             logger.info("retention: dropped partition %s (%d %s)", p.name, rows, t.noun)
         report.dropped.append((p.name, rows, t.noun))
+    return whole
+
+
+def _outside(
+    qs: models.QuerySet, name: str, ranges: list[tuple[datetime | None, datetime]]
+) -> models.QuerySet:
+    """`qs` without the rows whose `name` falls in `ranges` (adjacent ones merged)."""
+    merged: list[list] = []
+    for lo, hi in sorted(ranges, key=lambda r: (r[0] is not None, r[0] or r[1])):
+        if merged and lo is not None and merged[-1][1] >= lo:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    for lo, hi in merged:
+        if lo is None:
+            qs = qs.filter(**{f"{name}__gte": hi})
+        else:
+            qs = qs.exclude(**{f"{name}__gte": lo, f"{name}__lt": hi})
+    return qs
 
 
 def enforce_retention(*, now: datetime | None = None, dry_run: bool = False) -> RetentionReport:
@@ -342,21 +368,25 @@ def enforce_retention(*, now: datetime | None = None, dry_run: bool = False) -> 
     cutoffs = retention.project_cutoffs(now)
     slugs = dict(Project.objects.values_list("pk", "slug"))
     tables = daily_tables()
+    whole: dict[str, list[tuple[datetime | None, datetime]]] = {}
     if tables:
         longest = min(
             (c for _, c in cutoffs.values()),
             default=retention.cutoff_for(retention.default_retention_days(), now),
         )
         for t in tables:
-            _drop_partitions(t, longest, report)
-    pruned = {t.table for t in tables}
+            whole[t.table] = _drop_partitions(t, longest, report)
 
     for project_id, (_days, cutoff) in sorted(cutoffs.items()):
         slug = slugs.get(project_id, str(project_id))
         steps = [
             (
                 "spans",
-                Span.objects.filter(project_id=project_id, started_at__lt=cutoff),
+                _outside(
+                    Span.objects.filter(project_id=project_id, started_at__lt=cutoff),
+                    "started_at",
+                    whole.get(TABLE, []),
+                ),
                 ("started_at", cutoff),
             ),
             ("traces", Trace.objects.filter(project_id=project_id, started_at__lt=cutoff), None),
@@ -371,7 +401,8 @@ def enforce_retention(*, now: datetime | None = None, dry_run: bool = False) -> 
         for model, name in retention.span_scoped():
             qs = model.objects.filter(project_id=project_id, **_before(model, name, cutoff))
             prune = None
-            if model._meta.db_table in pruned:
+            if model._meta.db_table in whole:
+                qs = _outside(qs, name, whole[model._meta.db_table])
                 prune = (model._meta.get_field(name).column, cutoff)
             steps.append((model._meta.verbose_name_plural, qs, prune))
         try:

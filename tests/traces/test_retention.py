@@ -373,6 +373,12 @@ def test_a_whole_expired_partition_is_dropped_not_deleted(keep_everything, daily
     assert partition_of(old_span) == expired
 
     keep_everything.SPAN_RETENTION_DAYS = 30
+    dry = enforce_retention(now=NOW, dry_run=True)
+    # the day's spans are counted once, as a partition to drop, not also as rows
+    assert (expired, 4, "spans") in dry.dropped
+    assert all(what != "spans" for what, _, _ in dry.deleted)
+    assert table_exists(expired)
+
     report = enforce_retention(now=NOW)
 
     assert not table_exists(expired)
@@ -407,6 +413,10 @@ def test_contract_checks_are_partitioned_like_spans_and_go_with_their_day(
     assert partitions.is_partitioned("controls_contractcheck")
 
     keep_everything.SPAN_RETENTION_DAYS = 30
+    dry = enforce_retention(now=NOW, dry_run=True)
+    assert (expired, 2, "contract checks") in dry.dropped
+    assert all(what != "contract checks" for what, _, _ in dry.deleted)
+
     report = enforce_retention(now=NOW)
 
     assert not table_exists(expired)
