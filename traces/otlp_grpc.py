@@ -110,15 +110,14 @@ def _abort(context: grpc.ServicerContext, code: int, message: str, retry_after: 
     context.abort_with_status(rpc_status.to_status(status))
 
 
-class TraceExport:
-    """The Export method: takes the serialized request, returns the serialized response."""
+class Gated:
+    """An Export method behind the receiver's gate, as every signal is on HTTP (the
+    admission guard): it takes the serialized request and returns the serialized
+    response; a call that finds the gate full for INGEST_QUEUE_WAIT_SECONDS is answered
+    RESOURCE_EXHAUSTED with RetryInfo."""
 
-    def __init__(self, *, workers: int) -> None:
-        self.gate = Gate(
-            slots=workers,
-            budget=settings.OTLP_MAX_DECOMPRESSED_BYTES,
-            wait=settings.INGEST_QUEUE_WAIT_SECONDS,
-        )
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
 
     def __call__(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         if not context.is_active():  # the exporter gave up while this waited for a thread
@@ -142,6 +141,13 @@ class TraceExport:
             self.gate.leave(len(request))
 
     def _export(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        raise NotImplementedError
+
+
+class TraceExport(Gated):
+    """Traces: the ingest service, as POST /v1/traces calls it."""
+
+    def _export(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         with _answering(context):
             match = otlp_key_check(secret=_secret(context))
             result = otlp_spans_ingest(
@@ -150,24 +156,21 @@ class TraceExport:
         return otlp.encode_response(otlp.PROTOBUF, rejected=result.rejected, message=result.message)
 
 
-class Discard:
+class Discard(Gated):
     """Logs and metrics: checked, counted and discarded, with a partial success that
     rejects every record and says why, as POST /v1/logs and /v1/metrics answer, so that
     exporters set up for every signal keep working."""
 
-    def __init__(self, signal: str, request_cls, response_cls, count) -> None:
+    def __init__(self, gate: Gate, signal: str, request_cls, response_cls, count) -> None:
+        super().__init__(gate)
         self.signal = signal
         self.request_cls = request_cls
         self.response_cls = response_cls
         self.count = count
 
-    def __call__(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        close_old_connections()
-        try:
-            with _answering(context):
-                otlp_key_check(secret=_secret(context))
-        finally:
-            close_old_connections()
+    def _export(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        with _answering(context):
+            otlp_key_check(secret=_secret(context))
         req = self.request_cls()
         try:
             req.ParseFromString(request)
@@ -235,15 +238,21 @@ def server_create(*, bind: str, workers: int) -> tuple[grpc.Server, int, ThreadP
     # refuses new ones at once, so a flood cannot queue unbounded messages in memory.
     threads = max(1, workers) + max(0, settings.INGEST_QUEUE)
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="otlp-grpc")
+    # One gate for the three signals: INGEST_CONCURRENCY exports at once per receiver
+    # whatever they carry, as the admission guard counts them on HTTP.
+    gate = Gate(
+        slots=workers,
+        budget=settings.OTLP_MAX_DECOMPRESSED_BYTES,
+        wait=settings.INGEST_QUEUE_WAIT_SECONDS,
+    )
     handlers = [
-        grpc.method_handlers_generic_handler(
-            SERVICE, {"Export": _raw(TraceExport(workers=workers))}
-        ),
+        grpc.method_handlers_generic_handler(SERVICE, {"Export": _raw(TraceExport(gate))}),
         grpc.method_handlers_generic_handler(
             LOGS_SERVICE,
             {
                 "Export": _raw(
                     Discard(
+                        gate,
                         "logs",
                         logs_service_pb2.ExportLogsServiceRequest,
                         logs_service_pb2.ExportLogsServiceResponse,
@@ -257,6 +266,7 @@ def server_create(*, bind: str, workers: int) -> tuple[grpc.Server, int, ThreadP
             {
                 "Export": _raw(
                     Discard(
+                        gate,
                         "metrics",
                         metrics_service_pb2.ExportMetricsServiceRequest,
                         metrics_service_pb2.ExportMetricsServiceResponse,
