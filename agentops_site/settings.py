@@ -280,6 +280,10 @@ OTLP_MAX_DECOMPRESSED_BYTES = env.int("OTLP_MAX_DECOMPRESSED_BYTES", default=4 *
 OTLP_GRPC_BIND = env.str(
     "OTLP_GRPC_BIND", default="127.0.0.1:4317" if DEVELOPMENT else "0.0.0.0:4317"
 )
+# PEM files: with both, the receiver speaks TLS (exporters with insecure=False); without,
+# plaintext gRPC, for loopback or behind a TLS-terminating proxy.
+OTLP_GRPC_TLS_CERT = env.str("OTLP_GRPC_TLS_CERT", default="")
+OTLP_GRPC_TLS_KEY = env.str("OTLP_GRPC_TLS_KEY", default="")
 # Sent with every 503 (ingest and pages). The Python exporter gives up at once when
 # Retry-After exceeds what is left of its deadline (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s by
 # default) and stops after 6 attempts: 9 s loses the fewest batches at the default and

@@ -230,9 +230,12 @@ def _raw(behaviour) -> grpc.RpcMethodHandler:
     )
 
 
-def server_create(*, bind: str, workers: int) -> tuple[grpc.Server, int, ThreadPoolExecutor]:
+def server_create(
+    *, bind: str, workers: int, tls: tuple[bytes, bytes] | None = None
+) -> tuple[grpc.Server, int, ThreadPoolExecutor]:
     """A started receiver on `bind` ("host:port"; port 0 picks a free one) and the port it
-    listens on. Raises RuntimeError when the address cannot be bound (in use)."""
+    listens on; with `tls` (certificate chain, private key: PEM) it speaks TLS. Raises
+    RuntimeError when the address cannot be bound (in use)."""
     # Threads beyond `workers` only wait at the gate for up to INGEST_QUEUE_WAIT_SECONDS,
     # then answer RESOURCE_EXHAUSTED with RetryInfo; past twice that many calls gRPC
     # refuses new ones at once, so a flood cannot queue unbounded messages in memory.
@@ -287,7 +290,11 @@ def server_create(*, bind: str, workers: int) -> tuple[grpc.Server, int, ThreadP
         maximum_concurrent_rpcs=2 * threads,
     )
     try:
-        port = server.add_insecure_port(bind)
+        if tls is None:
+            port = server.add_insecure_port(bind)
+        else:
+            chain, key = tls
+            port = server.add_secure_port(bind, grpc.ssl_server_credentials([(key, chain)]))
     except RuntimeError:
         executor.shutdown(wait=False)
         raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -46,8 +48,8 @@ def start_receiver():
     saved_max_age = connection.settings_dict["CONN_MAX_AGE"]
     connection.settings_dict["CONN_MAX_AGE"] = 0
 
-    def start(workers: int = 2) -> str:
-        server, port, executor = server_create(bind="127.0.0.1:0", workers=workers)
+    def start(workers: int = 2, tls: tuple[bytes, bytes] | None = None) -> str:
+        server, port, executor = server_create(bind="127.0.0.1:0", workers=workers, tls=tls)
         started.append((server, executor))
         return f"127.0.0.1:{port}"
 
@@ -139,6 +141,43 @@ def test_the_real_exporter_stores_a_run(receiver, project, ingest_secret, compre
     assert trace.llm_call_count == 2
     assert trace.tool_call_count == 1
     assert trace.cost_usd > 0
+
+
+def self_signed(directory: Path, name: str = "receiver") -> tuple[Path, Path]:
+    """A certificate for localhost and its key, made by openssl (PEM files)."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make a test certificate")
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    san = "subjectAltName=DNS:localhost,IP:127.0.0.1"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost", "-addext", san),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_the_real_exporter_stores_a_run_over_tls(start_receiver, project, ingest_secret, tmp_path):
+    cert, key = self_signed(tmp_path)
+    address = start_receiver(tls=(cert.read_bytes(), key.read_bytes()))
+    port = address.rsplit(":", 1)[1]
+    secure = OTLPSpanExporter(
+        endpoint=f"https://localhost:{port}",
+        insecure=False,
+        credentials=grpc.ssl_channel_credentials(root_certificates=cert.read_bytes()),
+        headers={"authorization": f"Bearer {ingest_secret}"},
+        timeout=5,
+    )
+
+    assert secure.export(record(simple_run)) is SpanExportResult.SUCCESS
+    assert Trace.objects.get(project=project).span_count == 4
+    # plaintext to the TLS port gets nowhere, and stores nothing
+    error = refused(address, protobuf_body(record(simple_run)), ingest_secret)
+    assert error.code() is grpc.StatusCode.UNAVAILABLE
+    assert Trace.objects.filter(project=project).count() == 1
 
 
 def test_a_resent_batch_is_stored_once(receiver, ingest_secret):
@@ -437,6 +476,22 @@ def test_the_command_says_so_when_the_port_is_in_use(start_receiver):
     with command("--bind", address) as proc:
         assert proc.wait(timeout=30) == 3
         assert f"Cannot listen for OTLP/gRPC on {address}" in proc.stderr.read()
+
+
+def test_the_command_refuses_tls_files_it_cannot_use(tmp_path):
+    cert, key = self_signed(tmp_path)
+    _other_cert, other_key = self_signed(tmp_path, "other")
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello")
+    cases = [
+        (["--tls-cert", str(cert)], "needs both a certificate"),
+        (["--tls-cert", str(cert), "--tls-key", str(tmp_path / "missing.key")], "Cannot read"),
+        (["--tls-cert", str(not_pem), "--tls-key", str(key)], "is not a PEM file"),
+        (["--tls-cert", str(cert), "--tls-key", str(other_key)], "do not make a usable pair"),
+    ]
+    for args, said in cases:
+        with pytest.raises(CommandError, match=said):
+            call_command("otlp_grpc", "--bind", "127.0.0.1:0", *args)
 
 
 # ------------------------------------------------------------------ logs and metrics

@@ -1,5 +1,7 @@
 import signal
+import ssl
 import threading
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -30,11 +32,23 @@ class Command(BaseCommand):
             "connection (default: INGEST_CONCURRENCY, %(default)s)",
         )
 
-    def handle(self, *args, bind, workers, **options):
+        parser.add_argument(
+            "--tls-cert",
+            default=settings.OTLP_GRPC_TLS_CERT,
+            help="PEM certificate chain: with --tls-key, speak TLS (default: OTLP_GRPC_TLS_CERT)",
+        )
+        parser.add_argument(
+            "--tls-key",
+            default=settings.OTLP_GRPC_TLS_KEY,
+            help="PEM private key of --tls-cert (default: OTLP_GRPC_TLS_KEY)",
+        )
+
+    def handle(self, *args, bind, workers, tls_cert, tls_key, **options):
         if workers < 1:
             raise CommandError("--workers must be at least 1.")
+        tls = _tls(tls_cert, tls_key)
         try:
-            server, port, executor = server_create(bind=bind, workers=workers)
+            server, port, executor = server_create(bind=bind, workers=workers, tls=tls)
         except RuntimeError as exc:
             self.stderr.write(
                 f"Cannot listen for OTLP/gRPC on {bind}: the address is in use or not "
@@ -42,7 +56,10 @@ class Command(BaseCommand):
             )
             raise SystemExit(EXIT_ADDRESS_IN_USE) from None
         host = bind.rsplit(":", 1)[0]
-        self.stdout.write(f"OTLP/gRPC receiver listening on {host}:{port} ({workers} workers)")
+        scheme = "TLS" if tls else "plaintext"
+        self.stdout.write(
+            f"OTLP/gRPC receiver listening on {host}:{port} ({scheme}, {workers} workers)"
+        )
         self.stdout.flush()
 
         stop = threading.Event()
@@ -52,3 +69,29 @@ class Command(BaseCommand):
             pass
         server_stop(server, executor)
         self.stdout.write("OTLP/gRPC receiver stopped.")
+
+
+def _tls(cert: str, key: str) -> tuple[bytes, bytes] | None:
+    """(certificate chain, key) read from the PEM files, None for plaintext; a clear error
+    for one without the other, a file that cannot be read or is not PEM."""
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise CommandError("TLS needs both a certificate (--tls-cert) and its key (--tls-key).")
+    pems = []
+    for what, path in (("certificate", cert), ("key", key)):
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise CommandError(f"Cannot read the TLS {what} {path}: {exc.strerror}.") from None
+        if b"-----BEGIN " not in data:
+            raise CommandError(f"The TLS {what} {path} is not a PEM file.")
+        pems.append(data)
+    try:
+        # gRPC says only "failed to bind" for a key that does not match its certificate
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise CommandError(
+            f"The TLS certificate {cert} and key {key} do not make a usable pair: {exc}."
+        ) from None
+    return pems[0], pems[1]
