@@ -38,6 +38,7 @@ django.setup()
 
 from django.conf import settings
 from django.db import connection, transaction
+from retention_drop import COLUMNS as SPAN_COLUMNS
 
 from controls.checks import contract_checks_run
 from controls.models import ContractCheck
@@ -46,14 +47,6 @@ from traces.models import Project
 from traces.partitions import ensure_partitions
 
 CHECKS = ContractCheck._meta.db_table
-SPAN_COLUMNS = (
-    "project_id, trace_id, span_id, parent_span_id, name, kind, started_at, ended_at, "
-    "duration_ms, status, status_message, error_type, step, role, service_name, agent, "
-    "agent_version, prompt_version, model, provider, input_tokens, output_tokens, "
-    "cached_input_tokens, cache_write_tokens, reasoning_tokens, tool_name, tool_call_id, "
-    "tool_arguments, tool_result, session_id, user_id, cost_source, attributes, events, "
-    "links, resource, scope, received_at"
-)
 
 
 def _drop_legacy() -> None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from budgets import notify, tasks
 from budgets.models import Channel, Delivery, DeliveryAttempt
 from budgets.transports import TransportError
 from tests.budgets.conftest import WEBHOOK_SECRET
+from tests.concurrency import run_concurrently
 from tests.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db
@@ -244,22 +243,9 @@ def test_a_claim_lost_on_the_last_attempt_is_given_up(webhook_channel, alert):
 def test_two_concurrent_claims_send_exactly_once(receiver, webhook_channel, alert):
     receiver.delay = 0.3  # the first sender still holds its claim when the second tries
     (delivery,) = notify.deliveries_create(alert=alert)
-    barrier = threading.Barrier(2)
-    outcomes: list[str] = []
+    outcomes, errors = run_concurrently(lambda: notify.delivery_attempt(delivery_id=delivery.pk))
 
-    def worker():
-        try:
-            barrier.wait()
-            outcomes.append(notify.delivery_attempt(delivery_id=delivery.pk))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-
+    assert errors == []
     assert sorted(outcomes) == ["sent", "skipped"]
     assert len(receiver.requests) == 1
     assert DeliveryAttempt.objects.filter(delivery=delivery).count() == 1

@@ -3,7 +3,6 @@ once, whatever the re-runs or concurrent workers, and never across projects."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +15,7 @@ from controls.checks import contract_checks_run
 from controls.models import ContractCheck
 from controls.selectors import contract_violation_rates, uncontracted_tools
 from controls.services import contract_upsert
+from tests.concurrency import run_concurrently
 from tests.factories import new_trace_id, raw_span
 from traces.ingest import span_batch_ingest
 
@@ -165,23 +165,7 @@ def test_concurrent_runs_count_once(project):
     register(project)
     for i in range(4):
         ingest_corpus(project, start=T0 + timedelta(seconds=i))
-    barrier = threading.Barrier(2)
-    errors = []
-
-    def worker():
-        try:
-            barrier.wait()
-            contract_checks_run(chunk=5)
-        except Exception as exc:  # reported by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _, errors = run_concurrently(lambda: contract_checks_run(chunk=5))
     assert errors == []
     assert outcomes(project) == {k: 4 * v for k, v in EXPECTED.items()}
     assert ContractCheck.objects.count() == 4 * len(CORPUS)

@@ -4,7 +4,6 @@ a storm that grows updates its row; the API and the Controls page read them by w
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -15,6 +14,7 @@ from django.db import connection
 from controls.findings import findings_detect, findings_in_window
 from controls.idempotency import derived_key, duplicate_side_effects
 from controls.models import Finding
+from tests.concurrency import run_concurrently
 from tests.controls import test_idempotency
 from tests.controls.test_idempotency import SINCE, UNTIL, call, model_call, register
 from tests.factories import new_trace_id, raw_span
@@ -189,23 +189,7 @@ def test_concurrent_detections_store_each_finding_once(project, other_project):
             for j in range(2)
         ]
     span_batch_ingest(project_id=project.pk, spans=spans)
-    barrier = threading.Barrier(2)
-    errors = []
-
-    def worker():
-        try:
-            barrier.wait()
-            detect(since=t0, until=t0 + timedelta(hours=1))
-        except Exception as exc:  # reported by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _, errors = run_concurrently(lambda: detect(since=t0, until=t0 + timedelta(hours=1)))
     assert errors == []
     assert Finding.objects.filter(kind=Kind.DUPLICATE_SIDE_EFFECT).count() == 40
     assert Finding.objects.filter(kind=Kind.UNKEYED_RETRY).count() == 0

@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from budgets.evaluate import budget_evaluate
 from budgets.models import Alert, BudgetEnvelope, State
+from tests.concurrency import run_concurrently
 from tests.otlp_client import protobuf_body, record, simple_run
 from tests.traces.test_otlp_grpc import call, refused, retry_delay, start_receiver  # noqa: F401 (a fixture)
 from traces import ingest
@@ -148,21 +149,7 @@ def test_the_same_request_twice_at_once_counts_once(
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(type(ch), "existing_keys", existing_keys)
-    answers, errors = [], []
-
-    def send():
-        try:
-            answers.append(post(body, ingest_secret).status_code)
-        except Exception as exc:  # reported by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=send) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    answers, errors = run_concurrently(lambda: post(body, ingest_secret).status_code)
 
     assert (errors, answers) == ([], [200, 200])
     assert ch.count(project.pk) == 4

@@ -337,9 +337,10 @@ def test_the_exporter_reports_failure_during_an_outage(receiver, ingest_secret, 
 # ------------------------------------------------------------------ overload
 
 
-def test_an_export_past_the_queue_is_resource_exhausted_with_retry_info(
-    start_receiver, ingest_secret, settings, monkeypatch
-):
+@pytest.fixture
+def one_export_held(start_receiver, ingest_secret, settings, monkeypatch):
+    """A receiver with one worker whose only slot a trace export holds (inside the
+    ingest service) for as long as the test runs; yields its address."""
     import threading
 
     from traces import otlp_grpc
@@ -361,62 +362,43 @@ def test_an_export_past_the_queue_is_resource_exhausted_with_retry_info(
     first.start()
     try:
         assert inside.wait(10)
-        error = refused(address, protobuf_body(record(simple_run)), ingest_secret)
+        yield address
     finally:
         release.set()
         first.join(10)
 
+
+def test_an_export_past_the_queue_is_resource_exhausted_with_retry_info(
+    one_export_held, ingest_secret
+):
+    error = refused(one_export_held, protobuf_body(record(simple_run)), ingest_secret)
+
     assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert retry_delay(error) == 1
-    assert Span.objects.count() == 4  # the first export, not the refused one
+    assert Span.objects.count() == 0  # nothing of the refused export (the held one waits)
 
 
-def test_logs_share_the_gate_with_traces(start_receiver, ingest_secret, settings, monkeypatch):
+def test_logs_share_the_gate_with_traces(one_export_held, ingest_secret):
     """A log export waits for the same slots as a trace export (as on HTTP, where the
     admission guard counts the three signals), and is refused the same way."""
-    import threading
-
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
         ExportLogsServiceRequest,
         ExportLogsServiceResponse,
     )
 
-    from traces import otlp_grpc
-
-    settings.INGEST_QUEUE_WAIT_SECONDS = 0.2
-    settings.INGEST_BUSY_RETRY_AFTER_SECONDS = 1
-    address = start_receiver(workers=1)
-    inside, release = threading.Event(), threading.Event()
-    original = otlp_grpc.otlp_spans_ingest
-
-    def held(**kwargs):
-        inside.set()
-        release.wait(10)
-        return original(**kwargs)
-
-    monkeypatch.setattr(otlp_grpc, "otlp_spans_ingest", held)
     request = ExportLogsServiceRequest()
     request.resource_logs.add().scope_logs.add().log_records.add()
-    first = threading.Thread(
-        target=call, args=(address, protobuf_body(record(simple_run)), ingest_secret)
-    )
-    first.start()
-    try:
-        assert inside.wait(10)
-        with grpc.insecure_channel(address) as channel:
-            export = channel.unary_unary(
-                "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-                request_serializer=None,
-                response_deserializer=ExportLogsServiceResponse.FromString,
+    with grpc.insecure_channel(one_export_held) as channel:
+        export = channel.unary_unary(
+            "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            request_serializer=None,
+            response_deserializer=ExportLogsServiceResponse.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as refused_logs:
+            export(
+                request.SerializeToString(),
+                metadata=[("authorization", f"Bearer {ingest_secret}")],
             )
-            with pytest.raises(grpc.RpcError) as refused_logs:
-                export(
-                    request.SerializeToString(),
-                    metadata=[("authorization", f"Bearer {ingest_secret}")],
-                )
-    finally:
-        release.set()
-        first.join(10)
 
     assert refused_logs.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert retry_delay(refused_logs.value) == 1

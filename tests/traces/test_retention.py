@@ -456,23 +456,20 @@ def test_the_contract_check_migration_goes_back_and_forth_keeping_every_check():
     editor = SimpleNamespace(connection=connection)
     project = ProjectFactory()
     trace_id, span_id = new_trace_id(), new_span_id()
-    for start in (days_ago(3), days_ago(3, hour=13)):  # one span stored with two starts
-        ContractCheck.objects.create(
+
+    def check(span: str, start: datetime) -> ContractCheck:
+        return ContractCheck.objects.create(
             project=project,
             trace_id=trace_id,
-            span_id=span_id,
+            span_id=span,
             tool_name="refund",
             outcome="ok",
             span_started_at=start,
         )
-    ContractCheck.objects.create(
-        project=project,
-        trace_id=trace_id,
-        span_id=new_span_id(),
-        tool_name="refund",
-        outcome="ok",
-        span_started_at=days_ago(1),
-    )
+
+    check(span_id, days_ago(3))
+    check(span_id, days_ago(3, hour=13))  # one span stored with two starts
+    check(new_span_id(), days_ago(1))
 
     def kind() -> str:
         with connection.cursor() as cursor:
@@ -489,14 +486,7 @@ def test_the_contract_check_migration_goes_back_and_forth_keeping_every_check():
     assert ContractCheck.objects.count() == 2
     # The key holds the start again; a check for the same span and start is refused.
     with pytest.raises(IntegrityError), transaction.atomic():
-        ContractCheck.objects.create(
-            project=project,
-            trace_id=trace_id,
-            span_id=span_id,
-            tool_name="refund",
-            outcome="ok",
-            span_started_at=days_ago(3),
-        )
+        check(span_id, days_ago(3))
 
 
 @postgres_only

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection  # noqa: F401 (read by the skipif condition)
 
+from tests.concurrency import run_concurrently
 from tests.factories import agent_run, llm_attrs, new_trace_id, raw_span
 from traces.ingest import span_batch_ingest
 from traces.models import IngestBatch, Rollup, Span, Trace
@@ -140,21 +140,7 @@ def test_two_workers_folding_at_once_count_every_span_once(project):
     for i in range(40):
         agent_run(project=project, start=T0 + timedelta(minutes=i % 20), tools=2)
     expected = Span.objects.count()
-    errors = []
-
-    def work():
-        try:
-            rollup_pending(max_batches=3)
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _, errors = run_concurrently(lambda: rollup_pending(max_batches=3), times=3)
     assert not errors
     assert totals(project).span_count == expected
     assert totals(project).cost_usd == sum(
