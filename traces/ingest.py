@@ -505,13 +505,13 @@ def _store_batch_ingest(
     keys = sorted(rows)
     starts = [summaries[k][1].start_ns for k in keys]
     token = uuid4().hex
-    written = False
+    written = discarded = False
     try:
         with transaction.atomic():
             # Two requests carrying the same spans at once (an exporter retrying a request
             # still in flight) must not both find them new and both count them in the
             # trace summaries: the look-up, the write and the record are one at a time
-            # per trace.
+            # per trace (_lock_traces).
             _lock_traces(project_id, {trace_id for trace_id, _ in keys})
             existing = store.existing_keys(
                 project_id, keys, ns_to_datetime(min(starts)), ns_to_datetime(max(starts))
@@ -533,48 +533,69 @@ def _store_batch_ingest(
                         "received_at": received_at,
                     }
                 )
-            written = True
-            store.insert_spans(project_id, spans, token, retention_days=retention_days)
-            IngestBatch.objects.create(
-                project_id=project_id,
-                received_at=received_at,
-                span_count=len(new_keys),
-                token=token,
-            )
-            received_db = connection.ops.adapt_datetimefield_value(received_at)
-            new_items = [summaries[k] for k in new_keys]
-            traces = _trace_summaries(new_items)
-            if traces:
-                _upsert_traces(project_id, traces, received_db)
-            _insert_outcomes(project_id, new_items, received_db)
+            try:
+                written = True
+                store.insert_spans(project_id, spans, token, retention_days=retention_days)
+                IngestBatch.objects.create(
+                    project_id=project_id,
+                    received_at=received_at,
+                    span_count=len(new_keys),
+                    token=token,
+                )
+                received_db = connection.ops.adapt_datetimefield_value(received_at)
+                new_items = [summaries[k] for k in new_keys]
+                traces = _trace_summaries(new_items)
+                if traces:
+                    _upsert_traces(project_id, traces, received_db)
+                _insert_outcomes(project_id, new_items, received_db)
+            except BaseException:
+                # Still under the locks: a retry waiting on them must not find these
+                # copies, take them for stored and answer 200 before they are discarded.
+                # Also after a failed insert: the server may have stored it and lost
+                # the answer.
+                discarded = True
+                _store_discard(store, project_id, token)
+                raise
     except BaseException:
-        # Also after a failed insert: the server may have stored it and lost the answer.
-        if written:
+        if written and not discarded:  # the commit itself failed
             _store_discard(store, project_id, token)
         raise
     return result
 
 
+# Traces are hashed into this many lock buckets per project; a batch touching more
+# buckets than LOCKS_PER_BATCH locks its project instead, so that no request holds more
+# than LOCKS_PER_BATCH + 1 of the server's shared lock slots (max_locks_per_transaction
+# × connections; a request may carry thousands of traces).
+LOCK_BUCKETS = 4096
+LOCKS_PER_BATCH = 64
+_PROJECT_LOCK = 0x6167  # the first key of a project's lock (two-key form)
+
+
 def _lock_traces(project_id: int, trace_ids: set[str]) -> None:
-    """PostgreSQL: a transaction-scoped advisory lock per (project, trace), taken in one
-    order so that two batches sharing traces cannot deadlock. SQLite serialises writing
-    transactions already (BEGIN IMMEDIATE)."""
+    """PostgreSQL: transaction-scoped advisory locks on the batch's traces. A batch takes
+    its project's lock shared and one lock per bucket of its traces, in one order (so two
+    batches sharing traces cannot deadlock); a batch of more than LOCKS_PER_BATCH buckets
+    takes its project's lock alone, exclusively. SQLite serialises writing transactions
+    already (BEGIN IMMEDIATE)."""
     if connection.vendor != "postgresql" or not trace_ids:
         return
-    keys = sorted(
-        int.from_bytes(
-            hashlib.blake2b(f"{project_id}:{t}".encode(), digest_size=8).digest(),
-            "big",
-            signed=True,
-        )
+    buckets = {
+        int.from_bytes(hashlib.blake2b(t.encode(), digest_size=4).digest(), "big") % LOCK_BUCKETS
         for t in trace_ids
-    )
+    }
+    project_key = project_id % 2**31
     with connection.cursor() as cursor:
-        # the ordered subquery feeds the aggregate in order: the locks are taken in it
+        if len(buckets) > LOCKS_PER_BATCH:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_PROJECT_LOCK, project_key])
+            return
+        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [_PROJECT_LOCK, project_key])
+        # One-key locks (a key space apart from the two-key one): project and bucket. The
+        # ordered subquery feeds the aggregate in order: the locks are taken in it.
         cursor.execute(
             "SELECT count(pg_advisory_xact_lock(k)) FROM "
             "(SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS keys",
-            [keys],
+            [sorted(project_id * LOCK_BUCKETS + b for b in buckets)],
         )
 
 

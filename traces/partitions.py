@@ -76,7 +76,7 @@ class RetentionReport:
     deleted: list[tuple[str, str, int]] = field(default_factory=list)
     analyzed: bool = False  # the partitioned table's statistics were refreshed
     failed: list[str] = field(default_factory=list)  # projects whose deletes failed
-    # ClickHouse: (project slug, spans) whose expiry moved with a lengthened retention
+    # ClickHouse: (project slug, spans) whose expiry moved with a changed retention
     extended: list[tuple[str, int]] = field(default_factory=list)
 
     @property
@@ -100,7 +100,7 @@ class RetentionReport:
             for what, slug, n in self.deleted
         ]
         out += [
-            f"{would}keep {n} spans of project {slug} longer (its retention was lengthened)"
+            f"{would}move the expiry of {n} spans of project {slug} to its changed retention"
             for slug, n in self.extended
         ]
         out += [f"project {slug} failed (see the log; next run retries)" for slug in self.failed]
@@ -321,11 +321,7 @@ def _drop_partitions(
             rows = cursor.fetchone()[0]
         if not report.dry_run:
             try:
-                with transaction.atomic(), connection.cursor() as cursor:
-                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-                    cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-                    cursor.execute(f"ALTER TABLE {t.table} DETACH PARTITION {p.name}")
-                    cursor.execute(f"DROP TABLE {p.name}")
+                _detach_and_drop(t, p)
             except DatabaseError as exc:
                 if "lock" not in str(exc).lower():
                     raise
@@ -335,6 +331,15 @@ def _drop_partitions(
             logger.info("retention: dropped partition %s (%d %s)", p.name, rows, t.noun)
         report.dropped.append((p.name, rows, t.noun))
     return whole
+
+
+def _detach_and_drop(t: DailyTable, p: Partition) -> None:
+    """One statement each, waiting at most LOCK_TIMEOUT for the table's lock."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        cursor.execute(f"ALTER TABLE {t.table} DETACH PARTITION {p.name}")
+        cursor.execute(f"DROP TABLE {p.name}")
 
 
 def _outside(

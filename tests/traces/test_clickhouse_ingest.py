@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
 import grpc
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 from django.db.models import Sum
 from django.test import Client
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
@@ -158,6 +159,71 @@ def test_the_same_request_twice_at_once_counts_once(
     assert IngestBatch.objects.filter(project=project).count() == 1
     rollup_pending()
     assert rollup_sums(project) == ONE_RUN
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_waiting_on_a_failing_request_stores_the_spans(
+    ch, project, ingest_secret, run_spans, monkeypatch
+):
+    """The first request's spans are in ClickHouse when its relational transaction fails;
+    its retry, waiting on the same traces, must not find those copies (about to be
+    discarded) and answer 200 for spans nobody stored."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writing transactions; the race needs PostgreSQL")
+    body = protobuf_body(run_spans)
+    failing, attempts = threading.Event(), []
+    real_outcomes, real_discard = ingest._insert_outcomes, type(ch).discard_batch
+
+    def outcomes(*args, **kwargs):
+        attempts.append(1)
+        if len(attempts) == 1:
+            failing.set()
+            time.sleep(0.3)  # the retry is waiting on the traces' locks by now
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_outcomes(*args, **kwargs)
+
+    def slow_discard(self, *args, **kwargs):
+        time.sleep(0.5)  # a retry let in before the discard would find the copies
+        return real_discard(self, *args, **kwargs)
+
+    monkeypatch.setattr(ingest, "_insert_outcomes", outcomes)
+    monkeypatch.setattr(type(ch), "discard_batch", slow_discard)
+    answers = {}
+
+    def send(name):
+        try:
+            answers[name] = post(body, ingest_secret).status_code
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=send, args=("first",))
+    first.start()
+    assert failing.wait(10)
+    retry = threading.Thread(target=send, args=("retry",))
+    retry.start()
+    first.join(30)
+    retry.join(30)
+
+    assert answers == {"first": 503, "retry": 200}
+    assert ch.count(project.pk) == 4
+    assert Trace.objects.get(project=project).span_count == 4
+    rollup_pending()
+    assert rollup_sums(project) == ONE_RUN
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's locks")
+@pytest.mark.parametrize(("traces", "held"), [(10, 11), (500, 1)])
+def test_a_batch_holds_a_bounded_number_of_locks(project, traces, held):
+    """A request may carry thousands of traces; the server's lock table is shared and
+    small. Up to LOCKS_PER_BATCH buckets: the project's lock shared plus one per bucket;
+    past it, the project's lock alone."""
+    trace_ids = {f"{i:032x}" for i in range(traces)}
+    with transaction.atomic(), connection.cursor() as cursor:
+        ingest._lock_traces(project.pk, trace_ids)
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] == held
 
 
 def test_the_same_request_sent_again_counts_once(ch, project, ingest_secret, run_spans):

@@ -18,6 +18,22 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 _tokens = itertools.count(1)
 
 
+@pytest.fixture
+def clean(ch_store):
+    """Project ids whose spans are deleted from the session's chDB store before and after
+    the test (SQLite hands the same project ids out again in other tests)."""
+    used: list[int] = []
+
+    def use(*project_ids: int) -> None:
+        for project_id in project_ids:
+            ch_store.delete_project(project_id)
+            used.append(project_id)
+
+    yield use
+    for project_id in used:
+        ch_store.delete_project(project_id)
+
+
 def days_ago(n: int) -> datetime:
     d = NOW.date() - timedelta(days=n)
     return datetime(d.year, d.month, d.day, 12, tzinfo=UTC)
@@ -48,20 +64,25 @@ def expected_expiry(age: int, days: int) -> datetime:
     return datetime(d.year, d.month, d.day, tzinfo=UTC) + timedelta(days=days + 1)
 
 
-def test_a_shortened_retention_deletes_what_it_no_longer_keeps(ch_store):
+def test_a_shortened_retention_deletes_what_it_no_longer_keeps(ch_store, clean):
     pid = 900_001
+    clean(pid)
     store_spans(ch_store, pid, [10, 1], retention_days=30)
 
-    assert ch_store.apply_retention({pid: 3}, now=NOW, dry_run=True) == [(pid, "spans", 1)]
+    plan = [(pid, "spans", 1), (pid, "expiries", 1)]
+    assert ch_store.apply_retention({pid: 3}, now=NOW, dry_run=True) == plan
     assert len(stored(ch_store, pid)) == 2  # a dry run deletes nothing
 
-    assert ch_store.apply_retention({pid: 3}, now=NOW) == [(pid, "spans", 1)]
+    assert ch_store.apply_retention({pid: 3}, now=NOW) == plan
     assert stored(ch_store, pid) == [days_ago(1)]
+    # the span kept gets the new retention's expiry: TTL takes it then, no delete needed
+    assert expiries(ch_store, pid) == [expected_expiry(1, 3)]
     assert ch_store.apply_retention({pid: 3}, now=NOW) == []  # done: nothing more
 
 
-def test_a_lengthened_retention_moves_the_expiry_before_ttl_takes_the_spans(ch_store):
+def test_a_lengthened_retention_moves_the_expiry_before_ttl_takes_the_spans(ch_store, clean):
     pid = 900_003
+    clean(pid)
     store_spans(ch_store, pid, [10, 1], retention_days=15)
     assert expiries(ch_store, pid) == [expected_expiry(10, 15), expected_expiry(1, 15)]
 
@@ -72,8 +93,9 @@ def test_a_lengthened_retention_moves_the_expiry_before_ttl_takes_the_spans(ch_s
     assert ch_store.apply_retention({pid: 60}, now=NOW) == []
 
 
-def test_spans_whose_expiry_is_due_are_left_to_ttl_and_others_untouched(ch_store):
+def test_spans_whose_expiry_is_due_are_left_to_ttl_and_others_untouched(ch_store, clean):
     pid, other = 900_005, 900_006
+    clean(pid, other)
     store_spans(ch_store, pid, [10], retention_days=5)  # expired 4 days ago: TTL's
     store_spans(ch_store, other, [10], retention_days=30)
     assert ch_store.apply_retention({pid: 5, other: 30}, now=NOW) == []
@@ -81,14 +103,15 @@ def test_spans_whose_expiry_is_due_are_left_to_ttl_and_others_untouched(ch_store
 
 
 @pytest.mark.django_db
-def test_the_retention_task_applies_a_projects_new_retention_on_clickhouse(ch_store, settings):
+def test_the_retention_task_applies_a_projects_new_retention_on_clickhouse(
+    ch_store, settings, clean
+):
     settings.SPAN_STORE_URL = ch_store.url
     settings.SPAN_RETENTION_DAYS = 30
     retention.retention_cache_clear()
     shortened = ProjectFactory(slug="shortened")
     lengthened = ProjectFactory(slug="lengthened")
-    for project in (shortened, lengthened):  # ids other tests may have written under
-        ch_store.delete_project(project.pk)
+    clean(shortened.pk, lengthened.pk)
     store_spans(ch_store, shortened.pk, [10, 1], retention_days=30)
     store_spans(ch_store, lengthened.pk, [10], retention_days=30)
     shortened.retention_days = 3
@@ -99,8 +122,8 @@ def test_the_retention_task_applies_a_projects_new_retention_on_clickhouse(ch_st
     report = enforce_retention(now=NOW)
 
     assert ("spans", "shortened", 1) in report.deleted
-    assert report.extended == [("lengthened", 1)]
-    assert "keep 1 spans of project lengthened longer" in "\n".join(report.lines())
+    assert sorted(report.extended) == [("lengthened", 1), ("shortened", 1)]
+    assert "move the expiry of 1 spans of project lengthened" in "\n".join(report.lines())
     assert stored(ch_store, shortened.pk) == [days_ago(1)]
     assert expiries(ch_store, lengthened.pk) == [expected_expiry(10, 90)]
     assert enforce_retention(now=NOW).extended == []

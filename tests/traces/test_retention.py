@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import orjson
 import pytest
 from django.core.management import call_command
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.test import Client
 
 from budgets.evaluate import budget_evaluate
@@ -487,6 +487,35 @@ def test_the_contract_check_migration_goes_back_and_forth_keeping_every_check():
     # The key holds the start again; a check for the same span and start is refused.
     with pytest.raises(IntegrityError), transaction.atomic():
         check(span_id, days_ago(3))
+
+
+@postgres_only
+def test_a_day_whose_drop_is_locked_out_waits_for_the_next_run_whole(
+    keep_everything, daily_only, monkeypatch
+):
+    """Ingest held the table's lock past LOCK_TIMEOUT: the day is skipped, and its rows
+    are not deleted one by one meanwhile; the next run drops it."""
+    project = ProjectFactory()
+    ensure_partitions(now=days_ago(40))
+    old = run(project, days_ago(40))
+    expired = f"traces_span_p{days_ago(40):%Y%m%d}"
+    real = partitions._detach_and_drop
+
+    def locked(t, p):
+        raise OperationalError("canceling statement due to lock timeout")
+
+    monkeypatch.setattr(partitions, "_detach_and_drop", locked)
+    keep_everything.SPAN_RETENTION_DAYS = 30
+    report = enforce_retention(now=NOW)
+
+    assert expired in report.skipped
+    assert all(what != "spans" for what, _, _ in report.deleted)
+    assert Span.objects.filter(trace_id=old).count() == 4
+    assert f"skipped partition {expired} (locked; next run)" in report.lines()
+
+    monkeypatch.setattr(partitions, "_detach_and_drop", real)
+    assert expired in [name for name, *_ in enforce_retention(now=NOW).dropped]
+    assert not Span.objects.filter(trace_id=old).exists()
 
 
 @postgres_only

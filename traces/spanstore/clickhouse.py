@@ -351,11 +351,14 @@ class ClickHouseSpanStore:
     ) -> list[tuple[int, str, int]]:
         """Bring the stored spans in line with each project's retention as it is now
         ({project id: days}). TTL deletes a span at the expiry it was stored with, from
-        its project's retention then: spans past a retention shortened since are deleted
-        here (a lightweight delete), and spans a lengthened retention keeps get their
-        expiry moved (a mutation of that column) before TTL takes them. Spans whose
-        expiry is due are left to TTL. Idempotent. Returns [(project id, what, rows)],
-        what would be done with dry_run; what is "spans" (deleted) or "expiries" (moved)."""
+        its project's retention then: spans already past a retention changed since are
+        deleted here (a lightweight delete), and the others get the expiry of the new
+        retention (a mutation of that column), so that TTL takes them when it should,
+        not earlier nor later. Spans whose expiry is due are left to TTL. Idempotent:
+        one grouped count over the projects' spans, then statements only where it found
+        rows (physical rows, unmerged copies included). Returns [(project id, what,
+        rows)], what would be done with dry_run; what is "spans" (deleted) or
+        "expiries" (moved)."""
         if not retention_days:
             return []
         ids = sorted(retention_days)
@@ -381,7 +384,7 @@ class ClickHouseSpanStore:
         rows = self.client.query(
             f"SELECT project_id,"
             f" countIf(started_at < {cut} AND expires_at > {{now:DateTime('UTC')}}),"
-            f" countIf(started_at >= {cut} AND expires_at < {want})"
+            f" countIf(started_at >= {cut} AND expires_at != {want})"
             f" FROM {self.table} WHERE project_id IN {{ids:Array(UInt64)}}"
             " GROUP BY project_id ORDER BY project_id",
             parameters=params,
@@ -404,7 +407,7 @@ class ClickHouseSpanStore:
                     self.client.command(
                         f"ALTER TABLE {self.table} UPDATE expires_at = {want}"
                         f" WHERE project_id = {{p:UInt64}} AND started_at >= {cut}"
-                        f" AND expires_at < {want}",
+                        f" AND expires_at != {want}",
                         parameters=one,
                         settings={"mutations_sync": 1},
                     )
