@@ -448,7 +448,9 @@ def enforce_retention(*, now: datetime | None = None, dry_run: bool = False) -> 
         )
         for project_id, what, n in applied:
             slug = slugs.get(project_id, str(project_id))
-            if what == "expiries":
+            if what == "failed":
+                report.failed.append(slug)
+            elif what == "expiries":
                 report.extended.append((slug, n))
             else:
                 report.deleted.append((what, slug, n))

@@ -39,6 +39,7 @@ from traces.ingest import MAX_TRACE_COST
 from traces.models import IngestBatch, Project, Rollup, Span, SpanStatus, Step, Trace
 from traces.retention import cutoff_for, default_retention_days
 from traces.spanstore import span_store
+from traces.spanstore.relational import RelationalSpanStore
 from traces.sql import insert_rows
 
 logger = logging.getLogger(__name__)
@@ -491,21 +492,10 @@ def _batch_spans(batch_ids: list[int]) -> list[tuple]:
 def _project_span_chunks(project_id: int, since: datetime, chunk: int):
     """A project's spans from `since` on, as lists of `_SPAN_COLUMNS` tuples. On a
     ClickHouse span store, also what traces_span still holds from before the switch."""
-    qs = (
-        Span.objects.filter(project_id=project_id, started_at__gte=since)
-        .order_by("started_at", "pk")
-        .values_list(*_SPAN_COLUMNS)
-    )
-    buffer = []
-    for row in qs.iterator(chunk_size=chunk):
-        buffer.append(row)
-        if len(buffer) >= chunk:
-            yield buffer
-            buffer = []
-    if buffer:
-        yield buffer
+    stores = [RelationalSpanStore()]
     store = span_store()
-    if store.kind == "relational":
-        return
-    for rows in store.project_spans(project_id, since, columns=_SPAN_COLUMNS, chunk=chunk):
-        yield [_span_tuple(row) for row in rows]
+    if store.kind != "relational":
+        stores.append(store)
+    for one in stores:
+        for rows in one.project_spans(project_id, since, columns=_SPAN_COLUMNS, chunk=chunk):
+            yield [_span_tuple(row) for row in rows]

@@ -127,3 +127,33 @@ def test_the_retention_task_applies_a_projects_new_retention_on_clickhouse(
     assert stored(ch_store, shortened.pk) == [days_ago(1)]
     assert expiries(ch_store, lengthened.pk) == [expected_expiry(10, 90)]
     assert enforce_retention(now=NOW).extended == []
+
+
+@pytest.mark.django_db
+def test_one_projects_failing_statement_does_not_stop_the_others(
+    ch_store, settings, clean, monkeypatch
+):
+    settings.SPAN_STORE_URL = ch_store.url
+    settings.SPAN_RETENTION_DAYS = 30
+    retention.retention_cache_clear()
+    broken, fine = ProjectFactory(slug="broken"), ProjectFactory(slug="fine")
+    clean(broken.pk, fine.pk)
+    for project in (broken, fine):
+        store_spans(ch_store, project.pk, [10, 1], retention_days=30)
+        project.retention_days = 3
+        project.save()
+    real = type(ch_store.client).command
+
+    def command(client, sql, *args, parameters=None, **kwargs):
+        if (parameters or {}).get("p") == broken.pk:
+            raise ValueError("a statement this project's rows make fail")
+        return real(client, sql, *args, parameters=parameters, **kwargs)
+
+    monkeypatch.setattr(type(ch_store.client), "command", command)
+    report = enforce_retention(now=NOW)
+    monkeypatch.undo()  # before `clean` deletes the projects' spans
+
+    assert report.failed == ["broken"]
+    assert ("spans", "fine", 1) in report.deleted
+    assert stored(ch_store, fine.pk) == [days_ago(1)]
+    assert len(stored(ch_store, broken.pk)) == 2  # untouched; the next run retries

@@ -341,3 +341,21 @@ def test_an_unusable_span_store_url_is_a_system_check_error(settings):
     assert error.id == "traces.E020" and "unknown scheme" in error.msg
     settings.SPAN_STORE_URL = "clickhouse://ch/db?async_insert=yes"
     assert check_span_store_url()[0].id == "traces.E020"
+
+
+def test_the_module_imports_without_django_set_up():
+    """The benches import it before django.setup() (its SQL and columns stand alone)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import traces.spanstore.clickhouse"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr

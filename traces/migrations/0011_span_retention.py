@@ -33,6 +33,18 @@ def _day(d: date) -> datetime:
     return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 
+def _plain_indexes(cursor, table: str) -> list[tuple[str, str]]:
+    """(name, definition) of the table's indexes that no constraint stands behind."""
+    cursor.execute(
+        "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
+        "JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = %s::regclass "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid) "
+        "ORDER BY i.relname",
+        [table],
+    )
+    return cursor.fetchall()
+
+
 def partition_span_table(
     cursor,
     *,
@@ -67,14 +79,7 @@ def partition_span_table(
         next_id = max(next_id, cursor.fetchone()[0] + 1)
     # Plain indexes (not behind a constraint) are recreated on the parent by their own
     # definition; the partition's copies are renamed and then attached, not rebuilt.
-    cursor.execute(
-        "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
-        "JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = %s::regclass "
-        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid) "
-        "ORDER BY i.relname",
-        [table],
-    )
-    indexes = cursor.fetchall()
+    indexes = _plain_indexes(cursor, table)
     cursor.execute(
         "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE conrelid = %s::regclass AND contype IN ('p', 'u', 'f') ORDER BY conname",
@@ -164,14 +169,7 @@ def unpartition_span_table(
     next_id = cursor.fetchone()[0] + 1
     cursor.execute(f"SELECT last_value FROM {seq}")
     next_id = max(next_id, cursor.fetchone()[0] + 1)
-    cursor.execute(
-        "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
-        "JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = %s::regclass "
-        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid) "
-        "ORDER BY i.relname",
-        [table],
-    )
-    indexes = cursor.fetchall()
+    indexes = _plain_indexes(cursor, table)
     cursor.execute(
         "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE conrelid = %s::regclass AND contype = 'f' ORDER BY conname",

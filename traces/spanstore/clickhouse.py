@@ -17,6 +17,7 @@ database name, a grouping column) come from the fixed lists below, never from in
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
@@ -26,8 +27,9 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import orjson
 
-from traces import retention
 from traces.spanstore import query
+
+logger = logging.getLogger(__name__)
 
 TABLE = "spans"
 # The columns of traces.Span, in this order, with their ClickHouse types.
@@ -357,8 +359,8 @@ class ClickHouseSpanStore:
         not earlier nor later. Spans whose expiry is due are left to TTL. Idempotent:
         one grouped count over the projects' spans, then statements only where it found
         rows (physical rows, unmerged copies included). Returns [(project id, what,
-        rows)], what would be done with dry_run; what is "spans" (deleted) or
-        "expiries" (moved)."""
+        rows)], what would be done with dry_run; what is "spans" (deleted), "expiries"
+        (moved) or "failed" (logged; the other projects go on; the next run retries)."""
         if not retention_days:
             return []
         ids = sorted(retention_days)
@@ -393,24 +395,35 @@ class ClickHouseSpanStore:
         out = []
         for project_id, past, short in rows:
             one = {**params, "p": project_id}
-            if past:
-                out.append((project_id, "spans", past))
-                if not dry_run:
-                    self.client.command(
-                        f"DELETE FROM {self.table} WHERE project_id = {{p:UInt64}}"
-                        f" AND started_at < {cut}",
-                        parameters=one,
-                    )
-            if short:
-                out.append((project_id, "expiries", short))
-                if not dry_run:
-                    self.client.command(
-                        f"ALTER TABLE {self.table} UPDATE expires_at = {want}"
-                        f" WHERE project_id = {{p:UInt64}} AND started_at >= {cut}"
-                        f" AND expires_at != {want}",
-                        parameters=one,
-                        settings={"mutations_sync": 1},
-                    )
+            done = []
+            try:
+                if past:
+                    done.append((project_id, "spans", past))
+                    if not dry_run:
+                        self.client.command(
+                            f"DELETE FROM {self.table} WHERE project_id = {{p:UInt64}}"
+                            f" AND started_at < {cut}",
+                            parameters=one,
+                        )
+                if short:
+                    done.append((project_id, "expiries", short))
+                    if not dry_run:
+                        self.client.command(
+                            f"ALTER TABLE {self.table} UPDATE expires_at = {want}"
+                            f" WHERE project_id = {{p:UInt64}} AND started_at >= {cut}"
+                            f" AND expires_at != {want}",
+                            parameters=one,
+                            settings={"mutations_sync": 1},
+                        )
+            except Exception as exc:
+                from traces.dberrors import is_store_outage
+
+                if is_store_outage(exc):
+                    raise
+                # One project's statement must not stop the others' (the next run retries).
+                logger.exception("span store: retention of project %s failed", project_id)
+                done.append((project_id, "failed", 0))
+            out.extend(done)
         return out
 
     def delete_project(self, project_id: int) -> None:
@@ -676,7 +689,7 @@ class ClickHouseSpanStore:
         }
         names = list(spec.columns)
         wanted = (*_KEY, *_sort(spec))
-        if absent_from is not None and retention.span_start_field(absent_from.model):
+        if absent_from is not None and _span_start_field(absent_from.model):
             wanted = (*wanted, "started_at")  # such rows are matched on the start too
         extra = [c for c in dict.fromkeys(wanted) if c not in names]
         if trace_ids is None:
@@ -855,6 +868,13 @@ def _sort(spec: query.Select) -> tuple[str, ...]:
     return spec.order
 
 
+def _span_start_field(model) -> str | None:
+    # imported here: this module stays importable without Django's apps (benches)
+    from traces.retention import span_start_field
+
+    return span_start_field(model)
+
+
 def _absent(rows: list[dict[str, Any]], recorded: Any) -> list[dict[str, Any]]:
     """The rows that have no row in `recorded` (a relational QuerySet with project_id,
     trace_id and span_id): one look-up of the candidates' keys."""
@@ -865,7 +885,7 @@ def _absent(rows: list[dict[str, Any]], recorded: Any) -> list[dict[str, Any]]:
         trace_id__in={r["trace_id"] for r in rows},
         span_id__in={r["span_id"] for r in rows},
     )
-    start = retention.span_start_field(recorded.model)
+    start = _span_start_field(recorded.model)
     if start:
         # One row per span, keyed and partitioned by its start: the candidates' days only.
         starts = [r["started_at"] for r in rows]
